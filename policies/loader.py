@@ -1,0 +1,276 @@
+"""Loading a directory of YAML policy files into one validated `PolicySet`.
+
+Errors point where a person must look: `10-collections.yaml:12:9: ...`. The
+loader composes YAML nodes (which keep their line and column) next to the plain
+data, and maps each pydantic error location back onto a node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from policies.model import Duration, Escalation, PolicyFile, PolicySet
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyError:
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class PolicyLoadError(Exception):
+    """The set did not load; `errors` says every place that is wrong."""
+
+    def __init__(self, errors: Sequence[PolicyError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySource:
+    """One file's text; the loader reads no disk, the caller hands it the texts."""
+
+    name: str
+    text: str
+
+
+def read_directory(directory: Path) -> list[PolicySource]:
+    """The `*.yaml` files of a directory in name order (the shell's helper)."""
+    if not directory.is_dir():
+        raise PolicyLoadError([PolicyError(str(directory), 0, 0, "not a directory")])
+    paths = sorted(p for p in directory.iterdir() if p.suffix in SUFFIXES and p.is_file())
+    if not paths:
+        raise PolicyLoadError([PolicyError(str(directory), 0, 0, "no .yaml policy files here")])
+    return [PolicySource(p.name, p.read_text(encoding="utf-8")) for p in paths]
+
+
+def load_directory(directory: Path) -> PolicySet:
+    return load_sources(read_directory(directory))
+
+
+def load_sources(sources: Iterable[PolicySource]) -> PolicySet:
+    sources = list(sources)
+    errors: list[PolicyError] = []
+    files: list[tuple[PolicySource, PolicyFile, yaml.Node]] = []
+    for source in sources:
+        parsed = _parse_file(source, errors)
+        if parsed is not None:
+            files.append((source, *parsed))
+    if errors:
+        raise PolicyLoadError(errors)
+    policy = _merge(files, _version(sources), errors)
+    if errors:
+        raise PolicyLoadError(errors)
+    return policy
+
+
+def _version(sources: list[PolicySource]) -> str:
+    digest = hashlib.sha256()
+    for source in sorted(sources, key=lambda s: s.name):
+        digest.update(source.name.encode() + b"\0" + source.text.encode() + b"\0")
+    return "pol-" + digest.hexdigest()[:12]
+
+
+def _parse_file(
+    source: PolicySource, errors: list[PolicyError]
+) -> tuple[PolicyFile, yaml.Node] | None:
+    try:
+        node = yaml.compose(source.text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(source.text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        errors.append(PolicyError(source.name, line, col, f"invalid YAML: {exc.problem or exc}"))
+        return None
+    if node is None or not isinstance(data, dict):
+        errors.append(
+            PolicyError(source.name, 1, 1, "a policy file is a YAML mapping with version: 1")
+        )
+        return None
+    try:
+        return PolicyFile.model_validate(data), node
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            line, col = _position(node, err["loc"], key=err["type"] == "extra_forbidden")
+            errors.append(PolicyError(source.name, line, col, _message(err)))
+        return None
+
+
+def _message(err: Any) -> str:
+    where = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key (check the spelling; see docs/policy-format)"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic names union members in locations (e.g. "str", "list[...]", "function-before[...]")
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "list", "dict"})
+
+
+def _position(node: yaml.Node, loc: Sequence[Any], *, key: bool) -> tuple[int, int]:
+    """The line and column of the node at `loc` (of its key, for an unknown key)."""
+    current = node
+    for part in loc:
+        if _is_union_tag(part):
+            continue
+        if isinstance(current, yaml.MappingNode):
+            for k, v in current.value:
+                if k.value == str(part):
+                    current = v if not (key and part == loc[-1]) else k
+                    break
+            else:
+                break
+        elif (
+            isinstance(current, yaml.SequenceNode)
+            and isinstance(part, int)
+            and part < len(current.value)
+        ):
+            current = current.value[part]
+        else:
+            break
+    return current.start_mark.line + 1, current.start_mark.column + 1
+
+
+def _merge(
+    files: list[tuple[PolicySource, PolicyFile, yaml.Node]], version: str, errors: list[PolicyError]
+) -> PolicySet:
+    merged: dict[str, Any] = {
+        "categories": {},
+        "contact_windows": {},
+        "frequency_caps": [],
+        "escalations": {},
+    }
+    scalars: dict[str, tuple[str, Any]] = {}
+    positions: dict[str, tuple[str, yaml.Node]] = {}
+    for source, pf, node in files:
+        for field in ("default_locale", "time_zone_fallback", "holidays"):
+            value = getattr(pf, field)
+            if value is None:
+                continue
+            if field in scalars and scalars[field][1] != value:
+                line, col = _position(node, [field], key=True)
+                errors.append(
+                    PolicyError(
+                        source.name,
+                        line,
+                        col,
+                        f"{field} is already set differently in {scalars[field][0]}",
+                    )
+                )
+            scalars[field] = (source.name, value)
+        for section in ("categories", "contact_windows", "escalations"):
+            for name, value in getattr(pf, section).items():
+                if name in merged[section]:
+                    line, col = _position(node, [section, name], key=True)
+                    errors.append(
+                        PolicyError(
+                            source.name,
+                            line,
+                            col,
+                            f"{section}.{name} is already defined in "
+                            f"{positions[section + name][0]}",
+                        )
+                    )
+                merged[section][name] = value
+                positions[section + name] = (source.name, node)
+        merged["frequency_caps"].extend(pf.frequency_caps)
+
+    for name, esc in merged["escalations"].items():
+        src, node = positions["escalations" + name]
+        for problem, loc in _escalation_problems(name, esc, merged["categories"]):
+            line, col = _position(node, ["escalations", name, *loc], key=False)
+            errors.append(PolicyError(src, line, col, problem))
+    for cap in merged["frequency_caps"]:
+        for cat in cap.categories or []:
+            if cat not in merged["categories"]:
+                errors.append(
+                    PolicyError(
+                        files[0][0].name, 0, 0, f"a frequency cap names unknown category {cat!r}"
+                    )
+                )
+    if "default" not in merged["contact_windows"] and files:
+        errors.append(PolicyError(files[0][0].name, 1, 1, "contact_windows.default is required"))
+
+    return PolicySet(
+        version=version,
+        default_locale=scalars.get("default_locale", ("", "en"))[1],
+        time_zone_fallback=scalars.get("time_zone_fallback", ("", []))[1],
+        holidays=scalars.get("holidays", ("", []))[1],
+        **merged,
+    )
+
+
+def _escalation_problems(
+    name: str, esc: Escalation, categories: dict[str, Any]
+) -> list[tuple[str, list[Any]]]:
+    problems: list[tuple[str, list[Any]]] = []
+    if esc.category not in categories:
+        known = ", ".join(sorted(categories)) or "none"
+        problems.append(
+            (
+                f"escalations.{name}.category: unknown category {esc.category!r} "
+                f"(defined: {known})",
+                ["category"],
+            )
+        )
+    ladder_names = [ladder.name for ladder in esc.ladders]
+    for event, target in esc.switch_on.items():
+        if target not in ladder_names:
+            problems.append(
+                (
+                    f"escalations.{name}.switch_on.{event}: no ladder named {target!r}",
+                    ["switch_on", event],
+                )
+            )
+    catch_all = next((i for i, ladder in enumerate(esc.ladders) if ladder.when is None), None)
+    for i, ladder in enumerate(esc.ladders):
+        if catch_all is not None and i > catch_all and ladder.name not in esc.switch_on.values():
+            problems.append(
+                (
+                    f"escalations.{name}.ladders.{i}: ladder {ladder.name!r} can never be "
+                    f"reached: {esc.ladders[catch_all].name!r} before it has no `when` and "
+                    "no switch_on names it",
+                    ["ladders", i, "name"],
+                )
+            )
+        previous: Duration | None = None
+        for j, step in enumerate(ladder.steps):
+            if previous is not None and _later(previous, step.after):
+                problems.append(
+                    (
+                        f"escalations.{name}.ladders.{i}.steps.{j}: after {step.after} comes "
+                        f"before the previous step's {previous}; list steps in time order",
+                        ["ladders", i, "steps", j, "after"],
+                    )
+                )
+            previous = step.after
+    return problems
+
+
+def _later(a: Duration, b: Duration) -> bool:
+    """True when `a` is surely later than `b` (business days count as at least whole days)."""
+
+    def approx(d: Duration) -> float:
+        fixed = d.fixed
+        return fixed.total_seconds() if fixed is not None else d.amount * 86400.0
+
+    return approx(a) > approx(b)

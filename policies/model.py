@@ -1,0 +1,214 @@
+"""The policy language as data (``../shared/spec/policy-format.md``).
+
+Unknown keys are errors everywhere (``extra="forbid"``): a typo such as
+``stop_onn`` must fail the check, not silently switch a guard off.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.events import EVENT_TYPES
+from schemas.types import Channel, LocalTime, TimeZoneName
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+OPERATORS = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists"})
+PATH_ROOTS = ("data.", "customer.", "case.")
+
+_DURATION = re.compile(r"^(\d+)(m|h|d|w|bd)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Duration(_Strict):
+    """`30m`, `4h`, `3d`, `2w`, or `3bd` (business days: Mon-Fri minus holidays)."""
+
+    amount: int
+    unit: Literal["m", "h", "d", "w", "bd"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _DURATION.match(value.strip())
+            if not match:
+                raise ValueError(f"{value!r} is not a duration such as 30m, 4h, 3d, 2w or 3bd")
+            return {"amount": int(match.group(1)), "unit": match.group(2)}
+        return value
+
+    @property
+    def fixed(self) -> timedelta | None:
+        """The length, when it does not depend on the calendar (all but business days)."""
+        per = {
+            "m": timedelta(minutes=1),
+            "h": timedelta(hours=1),
+            "d": timedelta(days=1),
+            "w": timedelta(weeks=1),
+        }
+        return per[self.unit] * self.amount if self.unit in per else None
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+
+Operator = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists"]
+Condition = dict[str, dict[Operator, Any]]
+"""`{data.amount_due: {gte: 1000}}`: every path's test must hold."""
+
+
+def _check_condition(cond: Condition) -> Condition:
+    for path, tests in cond.items():
+        if not path.startswith(PATH_ROOTS):
+            raise ValueError(f"condition path {path!r} must start with data., customer. or case.")
+        if len(tests) != 1:
+            raise ValueError(f"condition on {path!r} takes exactly one operator, got {len(tests)}")
+        ((op, operand),) = tests.items()
+        if op in ("in", "not_in") and not isinstance(operand, list):
+            raise ValueError(f"{op} on {path!r} takes a list")
+        if op == "exists" and not isinstance(operand, bool):
+            raise ValueError(f"exists on {path!r} takes true or false")
+    return cond
+
+
+CheckedCondition = Annotated[Condition, Field(json_schema_extra={"format": "condition"})]
+
+
+class Category(_Strict):
+    contact_windows: Literal["enforce", "ignore"] = "enforce"
+    frequency_caps: Literal["enforce", "exempt"] = "enforce"
+    honours_cease: bool = True
+    consent: Literal["transactional", "opt_in"] = "transactional"
+    required: bool = False
+
+
+class Window(_Strict):
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    start: LocalTime
+    end: LocalTime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.start >= self.end:
+            raise ValueError(f"window start {self.start} must be before its end {self.end}")
+        return self
+
+
+class FrequencyCap(_Strict):
+    channel: Channel | Literal["any"] | list[Channel] = "any"
+    max: int | None = Field(default=None, ge=1)
+    per: Duration | None = None
+    after_conversation: Duration | None = None
+    scope: Literal["account", "customer"] = "customer"
+    categories: list[str] | None = None
+    when: CheckedCondition | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> FrequencyCap:
+        counting = self.max is not None and self.per is not None
+        if counting == (self.after_conversation is not None):
+            raise ValueError("a cap has either max and per, or after_conversation")
+        if self.when is not None:
+            _check_condition(self.when)
+        return self
+
+
+ChannelSpec = Literal["preferred", "sms", "email", "voice"] | list[Channel]
+
+
+Recipient = Literal["current", "previous"]
+
+
+class Send(_Strict):
+    channel: ChannelSpec
+    template: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    fallback: list[Channel] = Field(default_factory=list)
+    to: list[Recipient] = Field(default_factory=lambda: list[Recipient](["current"]))
+
+
+class Step(_Strict):
+    after: Duration
+    send: Send | None = None
+    handoff: Literal["agent", "letter"] | None = None
+    when: CheckedCondition | None = None
+    unless_received: list[str] = Field(default_factory=list)
+    on_blocked: Literal["defer", "skip", "fallback"] = "defer"
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        if (self.send is None) == (self.handoff is None):
+            raise ValueError("a step has exactly one of send or handoff")
+        if self.when is not None:
+            _check_condition(self.when)
+        _known_types(self.unless_received)
+        return self
+
+
+class Ladder(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    when: CheckedCondition | None = None
+    steps: list[Step] = Field(min_length=1)
+
+    @field_validator("when")
+    @classmethod
+    def _cond(cls, value: Condition | None) -> Condition | None:
+        return None if value is None else _check_condition(value)
+
+
+class Escalation(_Strict):
+    trigger: str
+    category: str
+    case: Literal["account", "customer"] = "account"
+    on_retrigger: Literal["keep", "restart"] = "keep"
+    stop_on: list[str] = Field(default_factory=list)
+    pause_on: dict[str, str] = Field(default_factory=dict)
+    switch_on: dict[str, str] = Field(default_factory=dict)
+    ladders: list[Ladder] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _events_known(self) -> Escalation:
+        _known_types(
+            [self.trigger, *self.stop_on, *self.pause_on, *self.pause_on.values(), *self.switch_on]
+        )
+        return self
+
+
+def _known_types(names: list[str]) -> None:
+    for name in names:
+        if name not in EVENT_TYPES:
+            raise ValueError(f"{name!r} is not an event type (see events.md)")
+
+
+class PolicyFile(_Strict):
+    """One YAML file; the set is the union of its files' sections."""
+
+    version: Literal[1]
+    default_locale: str | None = None
+    time_zone_fallback: list[TimeZoneName] | None = None
+    holidays: list[str] | None = None
+    categories: dict[str, Category] = Field(default_factory=dict)
+    contact_windows: dict[str, Window] = Field(default_factory=dict)
+    frequency_caps: list[FrequencyCap] = Field(default_factory=list)
+    escalations: dict[str, Escalation] = Field(default_factory=dict)
+
+
+class PolicySet(_Strict):
+    """The merged, validated set, with the version every decision records."""
+
+    version: str
+    default_locale: str = "en"
+    time_zone_fallback: list[TimeZoneName] = Field(default_factory=list)
+    holidays: list[str] = Field(default_factory=list)
+    categories: dict[str, Category]
+    contact_windows: dict[str, Window]
+    frequency_caps: list[FrequencyCap]
+    escalations: dict[str, Escalation]
+
+    def triggered_by(self, event_type: str) -> list[tuple[str, Escalation]]:
+        return [(name, esc) for name, esc in self.escalations.items() if esc.trigger == event_type]

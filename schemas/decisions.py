@@ -1,0 +1,75 @@
+"""The audit ledger's row: one decision, and why (topic `decisions`).
+
+Every message sent, and every message not sent, is one of these; `reason` is a
+stable code a compliance officer can filter on, `detail` the words for a person.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.notifications import NotificationRequest
+from schemas.types import Channel, Identifier
+
+Action = Literal[
+    "opened",
+    "sent",
+    "deferred",
+    "suppressed",
+    "paused",
+    "resumed",
+    "switched",
+    "handoff",
+    "stopped",
+    "closed",
+    "failed",
+    "delivered",
+]
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: AwareDatetime = Field(description="when the decision took effect")
+    customer_id: Identifier
+    action: Action
+    reason: str = Field(description="stable code, e.g. first_step, contact_window, opt_in_required")
+    account_id: Identifier | None = None
+    case_id: Identifier | None = None
+    escalation: Identifier | None = None
+    ladder: Identifier | None = None
+    step: int | None = None
+    channel: Channel | None = None
+    template: Identifier | None = None
+    recipient: str | None = None
+    notification_id: Identifier | None = None
+    until: AwareDatetime | None = Field(default=None, description="for deferred: when it is due")
+    cause_event_id: Identifier | None = None
+    policy_version: str
+    detail: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def sent_decision(request: NotificationRequest, at: datetime, **extra: Any) -> Decision:
+    """The ledger row for a notification the channel accepted."""
+    return Decision(
+        at=at,
+        customer_id=request.customer_id,
+        action="sent",
+        reason="channel_accepted",
+        account_id=request.account_id,
+        case_id=request.case_id,
+        escalation=request.escalation,
+        ladder=request.ladder,
+        step=request.step,
+        channel=request.channel,
+        template=request.template,
+        recipient=request.recipient,
+        notification_id=request.notification_id,
+        cause_event_id=request.cause_event_id,
+        policy_version=request.policy_version,
+        extra=extra,
+    )

