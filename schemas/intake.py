@@ -103,7 +103,8 @@ def _explain(exc: ValidationError) -> Rejection:
         elif err["type"] == "missing":
             parts.append(f"{loc}: field required")
         else:
-            parts.append(f"{loc}: {err['msg']} (got {_short(err.get('input'))})")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg} (got {_short(err.get('input'))})")
     return Rejection(code, "; ".join(parts))
 
 

@@ -48,6 +48,12 @@ class Settings(BaseModel):
     )
     heartbeat_interval_s: float = Field(default=3.0, gt=0)
     commit_interval_s: float = Field(default=2.8, gt=0)
+    clock: Literal["wall", "event"] = Field(
+        default="wall", description="event: now is the time the input occurred (demo, replays)"
+    )
+    templates_dir: Path | None = Field(
+        default=None, description="unset: templates/ beside the policies"
+    )
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -1,0 +1,52 @@
+"""The sandbox channel: every message is written to a JSONL outbox instead of a provider.
+
+The demo and the tests read the outbox to see exactly what a customer would
+have received. Writes go through a thread so the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import structlog
+
+from channels.base import Message, SendResult
+
+log = structlog.get_logger(__name__)
+
+
+class SandboxChannel:
+    provider = "sandbox"
+
+    def __init__(self, outbox: Path) -> None:
+        self.outbox = outbox
+        outbox.parent.mkdir(parents=True, exist_ok=True)
+
+    async def send(self, message: Message) -> SendResult:
+        line = json.dumps(asdict(message), ensure_ascii=False) + "\n"
+        await asyncio.to_thread(self._append, line)
+        log.info(
+            "sandbox.sent",
+            notification_id=message.notification_id,
+            channel=message.channel,
+            recipient=message.recipient,
+            customer_id=message.customer_id,
+        )
+        return SendResult("accepted", self.provider, provider_message_id=message.notification_id)
+
+    def _append(self, line: str) -> None:
+        with self.outbox.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    async def close(self) -> None:
+        return None
+
+
+def read_outbox(path: Path) -> list[dict[str, object]]:
+    """Every message the sandbox recorded, in order (for the demo and the tests)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

@@ -1,0 +1,75 @@
+"""Rendering message templates: Jinja2 in a sandbox, strict about undefined names.
+
+Layout: ``<dir>/<template>/<channel>.<locale>.j2``. A missing locale falls back
+to the default locale; a missing template or variable is an error, never an
+empty message. An email template's first line is ``Subject: ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from channels.base import Message
+from schemas.notifications import NotificationRequest
+
+
+class TemplateMissing(LookupError):
+    """No file for this template, channel and locale (nor the default locale)."""
+
+
+class RenderError(ValueError):
+    """The template exists but could not be rendered with this request's data."""
+
+
+class Templates:
+    def __init__(self, directory: Path, default_locale: str = "en") -> None:
+        self.directory = directory
+        self.default_locale = default_locale
+        self._env = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+        )
+        self._cache: dict[Path, Any] = {}
+
+    def path_for(self, template: str, channel: str, locale: str) -> Path:
+        for candidate in dict.fromkeys([locale, locale.split("-")[0], self.default_locale]):
+            path = self.directory / template / f"{channel}.{candidate}.j2"
+            if path.is_file():
+                return path
+        raise TemplateMissing(
+            f"no template {template}/{channel}.{locale}.j2 "
+            f"(nor .{self.default_locale}) under {self.directory}"
+        )
+
+    def render(self, request: NotificationRequest) -> Message:
+        path = self.path_for(request.template, request.channel, request.locale)
+        compiled = self._cache.get(path)
+        if compiled is None:
+            compiled = self._env.from_string(path.read_text(encoding="utf-8"))
+            self._cache[path] = compiled
+        try:
+            text = compiled.render(**request.context, channel=request.channel)
+        except TemplateError as exc:
+            raise RenderError(f"{path.relative_to(self.directory)}: {exc}") from exc
+        subject = None
+        if request.channel == "email":
+            first, _, rest = text.partition("\n")
+            if not first.startswith("Subject:"):
+                raise RenderError(
+                    f"{path.relative_to(self.directory)}: an email template starts "
+                    "with a 'Subject: ...' line"
+                )
+            subject, text = first.removeprefix("Subject:").strip(), rest.lstrip("\n")
+        return Message(
+            notification_id=request.notification_id,
+            customer_id=request.customer_id,
+            channel=request.channel,
+            recipient=request.recipient,
+            body=text.strip(),
+            subject=subject,
+            locale=request.locale,
+            category=request.category,
+        )

@@ -1,0 +1,214 @@
+"""The Faust app: topics, tables and the agents that drive the engine and the channels.
+
+Two agents, both with ``concurrency=1`` (more can lose messages, see
+pitfalls.md), and neither lets an exception escape: Faust would ack the
+message and it would be gone. What cannot be processed goes to `dead-letters`.
+
+- `intake`: account events, profiles and preferences -> validate -> dedupe ->
+  engine -> `decisions` and `notifications-outbound`.
+- `dispatch`: `notifications-outbound` -> render -> channel -> `decisions`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import faust
+import structlog
+from pydantic import ValidationError
+
+from channels.base import Channel
+from channels.sandbox import SandboxChannel
+from channels.templates import RenderError, TemplateMissing, Templates
+from policies.engine import decide
+from policies.loader import load_directory
+from policies.model import PolicySet
+from policies.state import CustomerState
+from schemas.dead_letters import DeadLetter, RejectCode
+from schemas.decisions import Decision, sent_decision
+from schemas.intake import Rejection, check_event
+from schemas.notifications import NotificationRequest
+from streams import topics
+from streams.clock import now_for
+from streams.dedupe import RecentIds
+from streams.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_POLICIES = REPO_ROOT / "deploy" / "policies"
+
+
+def policies_dir(settings: Settings) -> Path:
+    return settings.policies_dir or EXAMPLE_POLICIES
+
+
+def templates_dir(settings: Settings) -> Path:
+    if settings.templates_dir is not None:
+        return settings.templates_dir
+    beside = policies_dir(settings) / "templates"
+    return beside if beside.is_dir() else EXAMPLE_POLICIES / "templates"
+
+
+def create_app(
+    settings: Settings, policy: PolicySet | None = None, channel: Channel | None = None
+) -> faust.App:
+    policy = policy or load_directory(policies_dir(settings))
+    templates = Templates(templates_dir(settings), policy.default_locale)
+    channel = channel or SandboxChannel(settings.outbox_path)
+
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_commit_interval=settings.commit_interval_s,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        # Built-in pages off: /table would serve customer data to anyone on the port.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(
+            settings.topic(name),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+
+    inputs = app.topic(
+        *(settings.topic(n) for n in topics.INPUTS),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    outbound = topic(topics.NOTIFICATIONS_OUTBOUND)
+    decisions = topic(topics.DECISIONS)
+    dead_letters = topic(topics.DEAD_LETTERS)
+
+    customers = app.Table("customers", partitions=settings.partitions)
+    seen = app.Table("seen-event-ids", partitions=settings.partitions)
+    window = timedelta(hours=settings.dedupe_window_hours)
+
+    async def dead_letter(event: faust.EventT, code: RejectCode, reason: str) -> None:
+        msg = event.message
+        letter = DeadLetter(
+            code=code,
+            reason=reason,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key_b64=DeadLetter.encode(msg.key),
+            value_b64=DeadLetter.encode(msg.value) or "",
+            received_at=datetime.now(UTC),
+        )
+        await dead_letters.send(key=msg.key, value=letter.model_dump_json().encode())
+        log.warning(
+            "input.dead_lettered",
+            code=code,
+            reason=reason,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+        )
+
+    async def record(decision: Decision) -> None:
+        await decisions.send(
+            key=decision.customer_id.encode(), value=decision.model_dump_json().encode()
+        )
+
+    @app.agent(inputs, name="intake", concurrency=1)
+    async def intake(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            raw: bytes = event.message.value or b""
+            try:
+                checked = check_event(raw, event.message.key, max_bytes=settings.max_message_bytes)
+                if isinstance(checked, Rejection):
+                    await dead_letter(event, checked.code, checked.reason)
+                    continue
+                cid = checked.customer_id
+                recent = RecentIds.from_json(seen.get(cid), window, settings.dedupe_max_ids)
+                if checked.event_id in recent:
+                    log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)
+                    continue
+                recent.add(checked.event_id, checked.occurred_at)
+                stored = customers.get(cid)
+                state = (
+                    CustomerState.model_validate(stored)
+                    if stored
+                    else CustomerState(customer_id=cid)
+                )
+                outcome = decide(
+                    state, checked, now_for(settings.clock, checked.occurred_at), policy
+                )
+                for decision in outcome.decisions:
+                    await record(decision)
+                for request in outcome.notifications:
+                    await outbound.send(key=cid.encode(), value=request.model_dump_json().encode())
+                customers[cid] = outcome.state.model_dump(mode="json")
+                seen[cid] = recent.to_json()
+            except Exception as exc:  # never let Faust ack a message we did not handle
+                await dead_letter(event, "internal_error", _describe(exc))
+
+    @app.agent(outbound, name="dispatch", concurrency=1)
+    async def dispatch(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                request = NotificationRequest.model_validate_json(event.message.value or b"")
+            except ValidationError as exc:
+                await dead_letter(event, "invalid_notification", str(exc))
+                continue
+            try:
+                await record(await _deliver(request, templates, channel, settings))
+            except Exception as exc:
+                await dead_letter(event, "internal_error", _describe(exc))
+
+    return app
+
+
+async def _deliver(
+    request: NotificationRequest, templates: Templates, channel: Channel, settings: Settings
+) -> Decision:
+    at = now_for(settings.clock, request.requested_at)
+    try:
+        message = templates.render(request)
+    except (TemplateMissing, RenderError) as exc:
+        return _failed(request, at, "template_error", str(exc))
+    result = await channel.send(message)
+    if result.outcome == "accepted":
+        return sent_decision(
+            request, at, provider=result.provider, provider_message_id=result.provider_message_id
+        )
+    return _failed(request, at, f"{result.outcome}_failure", result.detail, result.error_code)
+
+
+def _failed(
+    request: NotificationRequest,
+    at: datetime,
+    reason: str,
+    detail: str,
+    error_code: str | None = None,
+) -> Decision:
+    extra: dict[str, Any] = {"error_code": error_code} if error_code else {}
+    return sent_decision(request, at).model_copy(
+        update={"action": "failed", "reason": reason, "detail": detail, "extra": extra}
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+    return f"could not process: {type(exc).__name__}: {exc}{where}"

@@ -1,0 +1,68 @@
+"""The demo's readable timeline: what happened to each customer, in time order."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from schemas.dead_letters import DeadLetter
+from schemas.decisions import Decision
+from streams.logging import mask
+
+
+def render(
+    decisions: Iterable[Decision],
+    zones: Mapping[str, list[str]] | None = None,
+    dead_letters: Iterable[DeadLetter] = (),
+) -> str:
+    zones = zones or {}
+    by_customer: dict[str, list[Decision]] = defaultdict(list)
+    for decision in decisions:
+        by_customer[decision.customer_id].append(decision)
+    lines: list[str] = []
+    for customer in sorted(by_customer):
+        zone = (zones.get(customer) or [None])[0]
+        lines.append(f"{customer}  ({zone or 'no known time zone'})")
+        # A stable sort: within one instant the engine's own order (it opened, then sent) stays.
+        for d in sorted(by_customer[customer], key=lambda d: d.at):
+            lines.append("  " + _line(d, zone))
+        lines.append("")
+    letters = list(dead_letters)
+    if letters:
+        lines.append(f"dead-letters ({len(letters)})")
+        for letter in letters:
+            lines.append(
+                f"  {letter.topic}[{letter.partition}]@{letter.offset}  "
+                f"{letter.code:<26} {letter.reason}"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _line(d: Decision, zone: str | None) -> str:
+    when = _stamp(d.at, zone)
+    what = d.action
+    if d.action in ("sent", "failed"):
+        tail = f"{d.channel:<5} {d.template}  -> {mask(d.recipient or '')}"
+        if d.action == "failed":
+            tail += f"  ({d.reason}: {d.detail})"
+    elif d.action == "opened":
+        tail = f"{d.escalation} / {d.ladder}  (by {d.reason})"
+    elif d.action == "deferred":
+        until = _stamp(d.until, zone) if d.until else "?"
+        tail = f"{d.channel or ''} {d.template or ''} until {until}  ({d.reason})"
+    elif d.action == "suppressed":
+        tail = f"{d.template or d.escalation}  ({d.reason}: {d.detail})"
+    else:
+        tail = f"{d.escalation}  ({d.reason})"
+    return f"{when}  {what:<10} {tail}"
+
+
+def _stamp(at: datetime, zone: str | None) -> str:
+    utc = at.strftime("%Y-%m-%d %H:%MZ")
+    if zone is None:
+        return utc
+    local = at.astimezone(ZoneInfo(zone))
+    return f"{utc}  {local.strftime('%a %H:%M %Z'):<13}"

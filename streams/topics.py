@@ -1,0 +1,155 @@
+"""Topic names, and creating them with the partition count the app expects.
+
+Every topic is keyed by customer_id and has the same number of partitions, so a
+customer's events, profile, cases and ledger meet on one worker. Topics are
+created explicitly: a broker that auto-creates (Tansu does, with 4 partitions)
+would otherwise pick a count that breaks the co-partitioning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+ACCOUNT_EVENTS = "account-events"
+CUSTOMER_PROFILES = "customer-profiles"
+PREFERENCE_UPDATES = "preference-updates"
+NOTIFICATIONS_OUTBOUND = "notifications-outbound"
+DELIVERY_RECEIPTS = "delivery-receipts"
+DECISIONS = "decisions"
+AGENT_TASKS = "agent-tasks"
+DEAD_LETTERS = "dead-letters"
+
+INPUTS = (ACCOUNT_EVENTS, CUSTOMER_PROFILES, PREFERENCE_UPDATES)
+ALL = (*INPUTS, NOTIFICATIONS_OUTBOUND, DELIVERY_RECEIPTS, DECISIONS, AGENT_TASKS, DEAD_LETTERS)
+COMPACTED = frozenset({CUSTOMER_PROFILES})
+
+
+class TopicLayoutError(RuntimeError):
+    """A topic exists with a partition count other than the configured one."""
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every Clarion topic that is missing; check the partition count of the rest."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        wanted = [
+            NewTopic(
+                settings.topic(name),
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if name in COMPACTED else {},
+            )
+            for name in ALL
+        ]
+        for topic in wanted:
+            try:
+                await admin.create_topics([topic])
+                log.info("topic.created", topic=topic.name, partitions=topic.num_partitions)
+            except TopicAlreadyExistsError:
+                pass
+        described = await admin.describe_topics([t.name for t in wanted])
+        for info in described:
+            count = len(info["partitions"])
+            if count != settings.partitions:
+                raise TopicLayoutError(
+                    f"topic {info['topic']} has {count} partitions but CLARION_PARTITIONS is "
+                    f"{settings.partitions}; every Clarion topic needs the same count"
+                )
+    finally:
+        await admin.close()
+
+
+async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
+        return dict(await consumer.end_offsets(parts)) if parts else {}
+    finally:
+        await consumer.stop()
+
+
+async def committed(
+    bootstrap: str, group: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The consumer group's committed offset per partition (0 when nothing is committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return {tp: (await consumer.committed(tp)) or 0 for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def wait_until_consumed(
+    bootstrap: str,
+    group: str,
+    topics: Iterable[str],
+    *,
+    timeout: float,
+    poll: float = 0.25,
+    alive: Callable[[], bool] = lambda: True,
+) -> None:
+    """Return once `group` has committed everything now in `topics`.
+
+    TimeoutError if it does not within `timeout`; RuntimeError as soon as
+    `alive()` says the consumer is gone, rather than waiting out the timeout.
+    """
+    topics = list(topics)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if not alive():
+            raise RuntimeError(f"the consumer of group {group} stopped before it was done")
+        ends = await end_offsets(bootstrap, topics)
+        done = await committed(bootstrap, group, ends)
+        if all(done[tp] >= end for tp, end in ends.items()):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            behind = {
+                f"{tp.topic}[{tp.partition}]": end - done[tp]
+                for tp, end in ends.items()
+                if done[tp] < end
+            }
+            raise TimeoutError(f"group {group} still has unprocessed messages: {behind}")
+        await asyncio.sleep(poll)
+
+
+async def read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
+    """Every message in `topic` up to its current end, as (key, value), partition by partition."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        await consumer.seek_to_beginning(*parts)
+        out: list[tuple[bytes | None, bytes]] = []
+        remaining = {tp for tp in parts if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, messages in batch.items():
+                out.extend((m.key, m.value) for m in messages if m.value is not None)
+                if messages and messages[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
