@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policies.loader import PolicyLoadError, PolicySource, load_sources
+from policies.model import PolicySet
+from tests.conftest import POLICIES
+
+
+def sources(**overrides: str) -> list[PolicySource]:
+    files = {p.name: p.read_text() for p in sorted(POLICIES.glob("*.yaml"))}
+    files.update(overrides)
+    return [PolicySource(name, text) for name, text in files.items()]
+
+
+def errors_of(**overrides: str) -> list[str]:
+    with pytest.raises(PolicyLoadError) as info:
+        load_sources(sources(**overrides))
+    return [str(e) for e in info.value.errors]
+
+
+def collections(old: str, new: str) -> str:
+    text = (POLICIES / "10-collections.yaml").read_text()
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def test_the_reference_set_loads(policy: PolicySet) -> None:
+    assert set(policy.escalations) >= {"missed-payment", "large-transaction", "offers"}
+    assert policy.version.startswith("pol-")
+    assert policy.time_zone_fallback[0] == "America/New_York"
+
+
+def test_the_version_is_a_content_hash() -> None:
+    a = load_sources(sources())
+    b = load_sources(sources())
+    c = load_sources(
+        sources(
+            **{
+                "10-collections.yaml": collections(
+                    "stop_on: [payment.received]", "stop_on: [payment.received] "
+                )
+            }
+        )
+    )
+    assert a.version == b.version != c.version
+
+
+def test_unknown_key_points_at_the_key() -> None:
+    [err] = errors_of(
+        **{
+            "10-collections.yaml": collections(
+                "    stop_on: [payment.received]\n", "    stop_onn: [payment.received]\n"
+            )
+        }
+    )
+    assert err.startswith("10-collections.yaml:7:5: ")
+    assert "stop_onn: unknown key" in err
+
+
+def test_bad_duration_names_line_and_column() -> None:
+    [err] = errors_of(
+        **{
+            "10-collections.yaml": collections(
+                "{after: 3d, send: {channel: sms", "{after: 3x, send: {channel: sms"
+            )
+        }
+    )
+    assert err.startswith("10-collections.yaml:33:")
+    assert "'3x' is not a duration" in err
+
+
+def test_wrong_type() -> None:
+    [err] = errors_of(
+        **{
+            "10-collections.yaml": collections(
+                "case: account\n    on_retrigger: keep", "case: [account]\n    on_retrigger: keep"
+            )
+        }
+    )
+    assert "10-collections.yaml:16:" in err and "case" in err
+
+
+def test_invalid_yaml() -> None:
+    [err] = errors_of(**{"40-notices.yaml": "version: 1\nescalations: {a: [\n"})
+    assert err.startswith("40-notices.yaml:3:1: invalid YAML")
+
+
+def test_unknown_event_type() -> None:
+    [err] = errors_of(
+        **{"10-collections.yaml": collections("trigger: payment.missed", "trigger: payment.mised")}
+    )
+    assert "'payment.mised' is not an event type" in err
+
+
+def test_unknown_category() -> None:
+    [err] = errors_of(
+        **{"10-collections.yaml": collections("category: collections", "category: colections")}
+    )
+    assert "unknown category 'colections'" in err
+    assert err.startswith("10-collections.yaml:15:15: ")
+
+
+def test_steps_out_of_order() -> None:
+    [err] = errors_of(
+        **{
+            "10-collections.yaml": collections(
+                "{after: 14d, send: {channel: email", "{after: 2d, send: {channel: email"
+            )
+        }
+    )
+    assert "list steps in time order" in err
+
+
+def test_unreachable_ladder() -> None:
+    [err] = errors_of(
+        **{
+            "10-collections.yaml": collections(
+                "switch_on: {hardship.reported: hardship}", "switch_on: {}"
+            )
+        }
+    )
+    assert "ladder 'hardship' can never be reached" in err
+
+
+def test_a_directory_without_policies(tmp_path: Path) -> None:
+    from policies.loader import load_directory
+
+    with pytest.raises(PolicyLoadError, match="no .yaml policy files"):
+        load_directory(tmp_path)

@@ -1,0 +1,131 @@
+"""Masking, settings, templates and dedupe: the small pieces of the shell."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import structlog
+
+from channels.templates import RenderError, TemplateMissing, Templates
+from schemas.notifications import NotificationRequest
+from streams.dedupe import RecentIds
+from streams.logging import configure, mask
+from streams.settings import Settings, SettingsError
+from tests.conftest import POLICIES
+
+
+def test_mask_hides_phones_and_emails() -> None:
+    assert mask("call +13125550101 or ana.b@example.com") == "call +*********01 or a***@example.com"
+
+
+def test_logs_never_show_a_contact_point(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("json", "info")
+    structlog.get_logger("t").info(
+        "sent", recipient="+13125550101", nested={"to": ["ana@example.com"]}
+    )
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["recipient"] == "+*********01"
+    assert line["nested"] == {"to": ["a***@example.com"]}
+    assert "3125550101" not in json.dumps(line) and "ana@" not in json.dumps(line)
+
+
+def test_settings_from_environment() -> None:
+    s = Settings.from_env(
+        {
+            "CLARION_KAFKA_BOOTSTRAP": "kafka-1:9092,kafka-2:9092",
+            "CLARION_PARTITIONS": "12",
+            "CLARION_TOPIC_PREFIX": "bank.",
+        }
+    )
+    assert s.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert s.partitions == 12
+    assert s.topic("decisions") == "bank.decisions"
+
+
+def test_a_bad_setting_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="CLARION_PARTITIONS"):
+        Settings.from_env({"CLARION_PARTITIONS": "many"})
+
+
+def request(
+    template: str, channel: str, locale: str = "en", **context: object
+) -> NotificationRequest:
+    return NotificationRequest(
+        notification_id="ntf-1",
+        customer_id="C-1",
+        account_id="A-1001-CARD",
+        case_id="case",
+        escalation="missed-payment",
+        ladder="standard",
+        step=0,
+        category="collections",
+        channel=channel,  # type: ignore[arg-type]
+        recipient="+13125550101",
+        template=template,
+        locale=locale,
+        requested_at=datetime(2026, 11, 20, 14, tzinfo=UTC),
+        policy_version="pol-x",
+        context=context
+        or {
+            "account_id": "A-1001-CARD",
+            "data": {
+                "amount_due": "125.40",
+                "currency": "USD",
+                "due_date": "2026-11-15",
+                "days_past_due": 5,
+            },
+        },
+    )
+
+
+def test_templates_render_with_locale_and_subject() -> None:
+    templates = Templates(POLICIES / "templates")
+    sms = templates.render(request("payment-missed", "sms", "es"))
+    assert "125.40 USD" in sms.body and sms.body.startswith("Su pago")
+    email = templates.render(request("payment-missed", "email", "fr"))  # falls back to en
+    assert email.subject == "Your payment on account A-1001-CARD is late"
+    assert "125.40" in email.body
+
+
+def test_an_undefined_variable_is_an_error_not_an_empty_string() -> None:
+    templates = Templates(POLICIES / "templates")
+    with pytest.raises(RenderError, match="amount_due"):
+        templates.render(request("payment-missed", "sms", account_id="A-1", data={}))
+
+
+def test_a_missing_template_is_an_error() -> None:
+    with pytest.raises(TemplateMissing):
+        Templates(POLICIES / "templates").render(request("no-such-template", "sms"))
+
+
+def test_templates_cannot_reach_python_internals(tmp_path: Path) -> None:
+    (tmp_path / "evil").mkdir()
+    (tmp_path / "evil" / "sms.en.j2").write_text("{{ data.__class__.__mro__ }}")
+    with pytest.raises(RenderError):
+        Templates(tmp_path).render(request("evil", "sms"))
+
+
+def test_recent_ids_remembers_and_forgets() -> None:
+    t0 = datetime(2026, 11, 20, tzinfo=UTC)
+    ids = RecentIds([], timedelta(hours=72), max_ids=3)
+    ids.add("a", t0)
+    assert "a" in ids and "b" not in ids
+    ids.add("b", t0 + timedelta(hours=73))  # a is now older than the window
+    assert "a" not in ids and "b" in ids
+    for name in "cde":
+        ids.add(name, t0 + timedelta(hours=74))
+    assert "b" not in ids and all(n in ids for n in "cde")  # at most 3 kept
+    again = RecentIds.from_json(json.loads(json.dumps(ids.to_json())), timedelta(hours=72), 3)
+    assert "e" in again
+
+
+def test_console_logging_is_readable() -> None:
+    configure("console", "info")
+    buf = io.StringIO()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=buf))
+    structlog.get_logger("t").info("hello", recipient="ana@example.com")
+    assert "hello" in buf.getvalue() and "a***@example.com" in buf.getvalue()
