@@ -20,6 +20,7 @@ class Message:
     subject: str | None = None
     locale: str = "en"
     category: str = ""
+    template: str = ""
 
 
 @dataclass(frozen=True, slots=True)

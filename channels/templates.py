@@ -72,4 +72,5 @@ class Templates:
             subject=subject,
             locale=request.locale,
             category=request.category,
+            template=request.template,
         )

@@ -144,7 +144,7 @@ def create_app(
                 if checked.event_id in recent:
                     log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)
                     continue
-                recent.add(checked.event_id, checked.occurred_at)
+                recent.add(checked.event_id, datetime.now(UTC))
                 stored = customers.get(cid)
                 state = (
                     CustomerState.model_validate(stored)

@@ -1,10 +1,11 @@
 """Remembering recent event ids per customer, so a producer's retry is processed once.
 
-Bounded two ways: ids older than `window` (in event time, relative to the
-newest event seen for that customer) are forgotten, and at most `max_ids` are
-kept. Event time, not the wall clock, so a replay decides exactly as the first
-run did. A retry that arrives after both bounds is processed again: the
-engine's deterministic notification ids are the second line of defence.
+Bounded two ways: an id is forgotten `window` after it was seen (the time it
+was processed, not when the event occurred: producers retry in wall time, and
+an event-time window would forget an old event as soon as a newer one came),
+and at most `max_ids` are kept per customer. A retry that arrives after both
+bounds is processed again; the engine's deterministic notification ids are the
+second line of defence.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ class RecentIds:
     def __contains__(self, event_id: str) -> bool:
         return any(eid == event_id for eid, _ in self._entries)
 
-    def add(self, event_id: str, occurred_at: datetime) -> None:
-        self._entries.append((event_id, occurred_at))
+    def add(self, event_id: str, seen_at: datetime) -> None:
+        self._entries.append((event_id, seen_at))
         newest = max(at for _, at in self._entries)
         kept = [(eid, at) for eid, at in self._entries if newest - at <= self._window]
         self._entries = kept[-self._max :]

@@ -39,7 +39,9 @@ class Settings(BaseModel):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
-    dedupe_window_hours: float = Field(default=72.0, gt=0)
+    dedupe_window_hours: float = Field(
+        default=72.0, gt=0, description="how long an event id is remembered after it was seen"
+    )
     dedupe_max_ids: int = Field(default=512, ge=1)
     session_timeout_s: float = Field(
         default=30.0,

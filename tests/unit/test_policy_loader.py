@@ -128,5 +128,5 @@ def test_unreachable_ladder() -> None:
 def test_a_directory_without_policies(tmp_path: Path) -> None:
     from policies.loader import load_directory
 
-    with pytest.raises(PolicyLoadError, match="no .yaml policy files"):
+    with pytest.raises(PolicyLoadError, match=r"no \.yaml policy files"):
         load_directory(tmp_path)

@@ -1,0 +1,69 @@
+"""The `clarion` command as a user runs it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POLICIES, ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def clarion(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_demo_runs_to_the_end_and_prints_a_timeline(tmp_path: Path) -> None:
+    result = clarion("demo", "--workdir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for customer in [f"C-10{n:02d}" for n in range(1, 11)]:
+        assert customer in out
+    assert "sent       sms   payment-missed  -> +*********01" in out
+    assert "suppressed offer  (opt_in_required" in out
+    assert "stopped    missed-payment  (payment.received)" in out
+    assert "did you mean 'payment.missed'?" in out
+    assert "dead-letters (4)" in out
+    assert "ana@example.com" not in out  # contact points are masked
+    assert (tmp_path / "demo" / "outbox.jsonl").read_text().count("\n") >= 12
+
+
+def test_policy_check_accepts_the_reference_set() -> None:
+    result = clarion("policy", "check", str(POLICIES))
+    assert result.returncode == 0, result.stderr
+    assert "9 escalations" in result.stdout
+
+
+def test_policy_check_reports_file_line_column(tmp_path: Path) -> None:
+    shutil.copytree(POLICIES, tmp_path / "p")
+    path = tmp_path / "p" / "20-fraud.yaml"
+    path.write_text(path.read_text().replace("on_retrigger: restart", "on_retriger: restart"))
+    result = clarion("policy", "check", str(tmp_path / "p"))
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "20-fraud.yaml:7:5: escalations.large-transaction.on_retriger: unknown key"
+    )
+
+
+def test_worker_names_a_bad_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "CLARION_PARTITIONS": "zero"},
+    )
+    assert result.returncode == 2
+    assert "CLARION_PARTITIONS" in result.stderr

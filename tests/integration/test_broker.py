@@ -1,0 +1,94 @@
+"""The embedded broker manager starts a real broker and never leaves one behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from streams.broker import EmbeddedBroker, metadata_ok
+
+pytestmark = pytest.mark.integration
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_starts_answers_metadata_and_stops() -> None:
+    with EmbeddedBroker() as broker:
+        pid = broker.pid
+        assert pid is not None and alive(pid)
+        assert metadata_ok("127.0.0.1", broker.port)
+    assert wait_gone(pid)
+    assert not metadata_ok("127.0.0.1", broker.port)
+
+
+def test_stops_when_the_block_fails() -> None:
+    pid = None
+    with pytest.raises(RuntimeError, match="boom"), EmbeddedBroker() as broker:
+        pid = broker.pid
+        raise RuntimeError("boom")
+    assert pid is not None and wait_gone(pid)
+
+
+def test_stops_on_ctrl_c_in_the_parent() -> None:
+    code = (
+        "import sys, time\n"
+        "from streams.broker import EmbeddedBroker\n"
+        "from streams.logging import configure; configure()\n"
+        "with EmbeddedBroker() as b:\n"
+        "    print(b.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pid = int(proc.stdout.readline())
+    assert alive(pid)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(10)
+    assert wait_gone(pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_dies_with_a_parent_killed_by_sigkill() -> None:
+    code = (
+        "import time\n"
+        "from streams.broker import EmbeddedBroker\n"
+        "from streams.logging import configure; configure()\n"
+        "b = EmbeddedBroker().start()\n"
+        "print(b.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    pid = int(proc.stdout.readline())
+    assert alive(pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert wait_gone(pid)
+
+
+def test_a_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.broker import BrokerError, find_broker_binary
+
+    monkeypatch.setenv("CLARION_TANSU_BIN", "/nonexistent/tansu")
+    with pytest.raises(BrokerError, match="CLARION_TANSU_BIN"):
+        find_broker_binary()

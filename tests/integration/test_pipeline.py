@@ -1,0 +1,187 @@
+"""The stories and malformed input through a real worker on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from channels.sandbox import read_outbox
+from schemas.dead_letters import DeadLetter
+from schemas.decisions import Decision
+from streams import topics
+from streams.broker import EmbeddedBroker, free_port
+from streams.demo import start_worker, stop_worker
+from streams.settings import Settings
+from tests import samples
+from tests.conftest import STORIES
+
+pytestmark = pytest.mark.integration
+
+# (key, value, expected dead-letter code)
+MALFORMED: list[tuple[bytes | None, bytes, str]] = [
+    (b"C-2001", b'{"event_id": "bad-1", "type": ', "invalid_json"),
+    (b"C-2001", b"\xff\xfe not text", "invalid_json"),
+    (b"C-2001", b"[1, 2, 3]", "not_an_object"),
+    (
+        b"C-1",
+        samples.raw("payment.misssed" if False else "payment.missed", type="payment.late"),
+        "unknown_type",
+    ),
+    (
+        b"C-1",
+        json.dumps({**samples.event("payment.missed"), "data": {"currency": "USD"}}).encode(),
+        "invalid_field",
+    ),
+    (b"C-1", samples.raw("payment.missed", occurred_at="2026-11-20T14:00:00"), "naive_timestamp"),
+    (
+        b"C-1",
+        json.dumps(samples.event("hardship.reported", data={"reason": "x" * 70_000})).encode(),
+        "too_large",
+    ),
+    (b"C-9", samples.raw("payment.missed"), "key_mismatch"),
+    (b"C-1", samples.raw("payment.missed", schema_version=3), "unsupported_schema_version"),
+]
+
+# First-step messages of the stories whose first steps fall inside contact windows.
+EXPECTED_OUTBOX = {
+    ("C-1001", "sms", "+13125550101", "payment-missed"),
+    ("C-1001", "email", "ana@example.com", "validation-notice"),
+    ("C-1002", "email", "ben@example.com", "payment-missed"),
+    ("C-1002", "email", "ben@example.com", "validation-notice"),
+    ("C-1004", "sms", "+14155550104", "confirm-transaction"),
+    ("C-1005", "email", "eve.new@example.com", "contact-changed"),
+    ("C-1005", "email", "eve.old@example.com", "contact-changed"),
+    ("C-1006", "email", "finn@example.com", "payment-missed"),
+    ("C-1006", "email", "finn@example.com", "validation-notice"),
+    ("C-1008", "email", "hal@example.com", "terms-changed"),
+    ("C-1010", "sms", "+14045550110", "payment-missed"),
+    ("C-1010", "email", "jay@example.com", "validation-notice"),
+}
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    run = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap=broker.bootstrap,
+        app_id=f"clarion-it-{run}",
+        topic_prefix=f"it{run}.",
+        partitions=3,
+        clock="event",
+        outbox_path=tmp_path / "outbox.jsonl",
+        data_dir=tmp_path / "data",
+        web_port=free_port(),
+        session_timeout_s=2.0,
+        heartbeat_interval_s=0.5,
+        commit_interval_s=0.2,
+        log_format="json",
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[object]:
+    asyncio.run(topics.ensure_topics(settings))
+    with (tmp_path / "worker.log").open("wb") as log:
+        proc = start_worker(settings, log)  # type: ignore[arg-type]
+        yield proc
+        stop_worker(proc)
+
+
+async def produce(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, max_request_size=200_000
+    )
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(settings.topic(topics.ACCOUNT_EVENTS), key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def settle(settings: Settings, proc: object) -> tuple[list[Decision], list[DeadLetter]]:
+    consumed = [settings.topic(t) for t in (*topics.INPUTS, topics.NOTIFICATIONS_OUTBOUND)]
+    alive = lambda: proc.poll() is None  # type: ignore[attr-defined]  # noqa: E731
+    await topics.wait_until_consumed(
+        settings.kafka_bootstrap, settings.app_id, consumed[:-1], timeout=60, alive=alive
+    )
+    await topics.wait_until_consumed(
+        settings.kafka_bootstrap, settings.app_id, consumed, timeout=60, alive=alive
+    )
+    decisions = [
+        Decision.model_validate_json(v)
+        for _, v in await topics.read_all(
+            settings.kafka_bootstrap, settings.topic(topics.DECISIONS)
+        )
+    ]
+    letters = [
+        DeadLetter.model_validate_json(v)
+        for _, v in await topics.read_all(
+            settings.kafka_bootstrap, settings.topic(topics.DEAD_LETTERS)
+        )
+    ]
+    return decisions, letters
+
+
+def test_stories_and_malformed_messages(settings: Settings, worker: object) -> None:
+    stories = [line for line in STORIES.read_text().splitlines() if line.strip()]
+    story_msgs = [(json.loads(line)["customer_id"].encode(), line.encode()) for line in stories]
+    duplicate = story_msgs[stories.index(next(s for s in stories if '"evt-0020"' in s))]
+    mixed: list[tuple[bytes | None, bytes]] = []
+    for i, msg in enumerate(story_msgs):  # malformed messages interleaved with the valid ones
+        mixed.append(msg)
+        if i < len(MALFORMED):
+            mixed.append(MALFORMED[i][:2])
+    mixed.append(duplicate)  # a producer retry: must change nothing
+
+    decisions, letters = asyncio.run(settle_after(settings, worker, mixed))
+
+    # Every malformed message is in dead-letters, whole, with its reason; nothing else is.
+    assert sorted(letter.code for letter in letters) == sorted(code for *_, code in MALFORMED)
+    by_bytes = {letter.original_value(): letter for letter in letters}
+    for key, value, code in MALFORMED:
+        letter = by_bytes[value]
+        assert letter.code == code and letter.reason
+        assert letter.topic == settings.topic(topics.ACCOUNT_EVENTS)
+        assert letter.key_b64 == (base64.b64encode(key).decode() if key else None)
+
+    # The sandbox received the expected first-step messages, once each (the retry sent nothing).
+    outbox = read_outbox(settings.outbox_path)
+    got = {(m["customer_id"], m["channel"], m["recipient"], m["template"]) for m in outbox}
+    assert got >= EXPECTED_OUTBOX
+    assert len(outbox) == len({m["notification_id"] for m in outbox})
+    assert all(m["body"] for m in outbox)
+
+    # `decisions` holds a `sent` record for each message in the outbox.
+    sent = {d.notification_id for d in decisions if d.action == "sent"}
+    assert sent == {m["notification_id"] for m in outbox}
+
+    # No valid event lost: every triggering or stopping story event left a decision.
+    causes = {d.cause_event_id for d in decisions}
+    for line in stories:
+        event = json.loads(line)
+        if event["type"] not in (
+            "customer.profile.updated",
+            "customer.preferences.updated",
+            "consent.changed",
+            "dispute.opened",
+            "dispute.resolved",
+            "hardship.reported",
+        ):
+            assert event["event_id"] in causes, event["event_id"]
+    assert ("C-1009", "opt_in_required") in {(d.customer_id, d.reason) for d in decisions}
+
+
+async def settle_after(
+    settings: Settings, proc: object, messages: list[tuple[bytes | None, bytes]]
+) -> tuple[list[Decision], list[DeadLetter]]:
+    await produce(settings, messages)
+    return await settle(settings, proc)
