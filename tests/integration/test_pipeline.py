@@ -31,7 +31,7 @@ MALFORMED: list[tuple[bytes | None, bytes, str]] = [
     (b"C-2001", b"[1, 2, 3]", "not_an_object"),
     (
         b"C-1",
-        samples.raw("payment.misssed" if False else "payment.missed", type="payment.late"),
+        samples.raw("payment.missed", type="payment.late"),
         "unknown_type",
     ),
     (
