@@ -151,13 +151,15 @@ class EmbeddedBroker:
                     out.close()
             deadline = time.monotonic() + self._start_timeout
             while time.monotonic() < deadline:
-                if self._proc.poll() is not None:
-                    last_error = f"exited with status {self._proc.returncode}"
-                    break
                 if metadata_ok("127.0.0.1", self.port):
                     log.info("broker.started", bootstrap=self.bootstrap, pid=self._proc.pid)
                     return self
-                time.sleep(0.02)
+                try:  # wait a moment, noticing at once if the broker exits instead
+                    self._proc.wait(0.02)
+                    last_error = f"exited with status {self._proc.returncode}"
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
             else:
                 last_error = f"did not answer within {self._start_timeout}s"
             self.stop()

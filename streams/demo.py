@@ -110,36 +110,41 @@ def read_lines(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-async def _feed_and_collect(
+async def settle(
+    settings: Settings, timeout: float, alive: Callable[[], bool]
+) -> tuple[list[Decision], list[DeadLetter]]:
+    """Wait until the worker has handled everything produced so far; return the ledger.
+
+    Intake commits its inputs after it produced their notifications, so once the
+    inputs are committed the outbound topic holds all it ever will for them; then
+    the outbound topic itself is waited for.
+    """
+    bootstrap = settings.kafka_bootstrap
+    inputs = [settings.topic(t) for t in topics.INPUTS]
+    outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+    for group in (inputs, [*inputs, outbound]):
+        await topics.wait_until_consumed(
+            bootstrap, settings.app_id, group, timeout=timeout, alive=alive
+        )
+    decisions = [
+        Decision.model_validate_json(v)
+        for _, v in await topics.read_all(bootstrap, settings.topic(topics.DECISIONS))
+    ]
+    letters = [
+        DeadLetter.model_validate_json(v)
+        for _, v in await topics.read_all(bootstrap, settings.topic(topics.DEAD_LETTERS))
+    ]
+    return decisions, letters
+
+
+async def _feed_and_settle(
     settings: Settings, files: list[Path], timeout: float, alive: Callable[[], bool]
 ) -> tuple[list[Decision], list[DeadLetter]]:
-    await topics.ensure_topics(settings)
     for path in files:
         await produce_lines(
             settings.kafka_bootstrap, settings.topic(topics.ACCOUNT_EVENTS), read_lines(path)
         )
-    consumed = [settings.topic(t) for t in (*topics.INPUTS, topics.NOTIFICATIONS_OUTBOUND)]
-    # Intake commits its inputs after it produced the notifications, so by the time the
-    # inputs are committed the outbound topic holds everything it ever will for them.
-    await topics.wait_until_consumed(
-        settings.kafka_bootstrap, settings.app_id, consumed[:-1], timeout=timeout, alive=alive
-    )
-    await topics.wait_until_consumed(
-        settings.kafka_bootstrap, settings.app_id, consumed, timeout=timeout, alive=alive
-    )
-    decisions = [
-        Decision.model_validate_json(v)
-        for _, v in await topics.read_all(
-            settings.kafka_bootstrap, settings.topic(topics.DECISIONS)
-        )
-    ]
-    letters = [
-        DeadLetter.model_validate_json(v)
-        for _, v in await topics.read_all(
-            settings.kafka_bootstrap, settings.topic(topics.DEAD_LETTERS)
-        )
-    ]
-    return decisions, letters
+    return await settle(settings, timeout, alive)
 
 
 def run_demo(files: list[Path], workdir: Path, out: TextIO, timeout: float = 120.0) -> DemoResult:
@@ -154,7 +159,7 @@ def run_demo(files: list[Path], workdir: Path, out: TextIO, timeout: float = 120
             worker = start_worker(settings, log)  # type: ignore[arg-type]
             try:
                 decisions, letters = asyncio.run(
-                    _feed_and_collect(settings, files, timeout, lambda: worker.poll() is None)
+                    _feed_and_settle(settings, files, timeout, lambda: worker.poll() is None)
                 )
             except RuntimeError as exc:
                 raise DemoError(f"{exc}; see {workdir / 'worker.log'}") from None

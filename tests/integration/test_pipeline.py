@@ -17,7 +17,7 @@ from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
 from streams import topics
 from streams.broker import EmbeddedBroker, free_port
-from streams.demo import start_worker, stop_worker
+from streams.demo import settle, start_worker, stop_worker
 from streams.settings import Settings
 from tests import samples
 from tests.conftest import STORIES
@@ -107,30 +107,6 @@ async def produce(settings: Settings, messages: list[tuple[bytes | None, bytes]]
         await producer.stop()
 
 
-async def settle(settings: Settings, proc: object) -> tuple[list[Decision], list[DeadLetter]]:
-    consumed = [settings.topic(t) for t in (*topics.INPUTS, topics.NOTIFICATIONS_OUTBOUND)]
-    alive = lambda: proc.poll() is None  # type: ignore[attr-defined]  # noqa: E731
-    await topics.wait_until_consumed(
-        settings.kafka_bootstrap, settings.app_id, consumed[:-1], timeout=60, alive=alive
-    )
-    await topics.wait_until_consumed(
-        settings.kafka_bootstrap, settings.app_id, consumed, timeout=60, alive=alive
-    )
-    decisions = [
-        Decision.model_validate_json(v)
-        for _, v in await topics.read_all(
-            settings.kafka_bootstrap, settings.topic(topics.DECISIONS)
-        )
-    ]
-    letters = [
-        DeadLetter.model_validate_json(v)
-        for _, v in await topics.read_all(
-            settings.kafka_bootstrap, settings.topic(topics.DEAD_LETTERS)
-        )
-    ]
-    return decisions, letters
-
-
 def test_stories_and_malformed_messages(settings: Settings, worker: object) -> None:
     stories = [line for line in STORIES.read_text().splitlines() if line.strip()]
     story_msgs = [(json.loads(line)["customer_id"].encode(), line.encode()) for line in stories]
@@ -184,4 +160,4 @@ async def settle_after(
     settings: Settings, proc: object, messages: list[tuple[bytes | None, bytes]]
 ) -> tuple[list[Decision], list[DeadLetter]]:
     await produce(settings, messages)
-    return await settle(settings, proc)
+    return await settle(settings, 60, lambda: proc.poll() is None)  # type: ignore[attr-defined]
