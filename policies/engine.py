@@ -20,6 +20,7 @@ from policies.conditions import holds
 from policies.contacts import Blocked, Target, candidates, category_block, resolve
 from policies.model import Escalation, Ladder, PolicySet, Step
 from policies.state import Case, ConsentRecord, CustomerState
+from policies.windows import next_allowed
 from schemas.customer import ConsentChange, Preferences, Profile
 from schemas.decisions import Action, Decision
 from schemas.events import Event
@@ -229,6 +230,8 @@ def _run_step(
     if "previous" in send.to:
         targets.extend(_previous_contact(out.event))
     locale = state.preferences.locale or state.profile.locale or out.policy.default_locale
+    if category.contact_windows == "enforce":
+        targets = _inside_windows(state, targets, index, send.template, case, out)
     for target in targets:
         out.notifications.append(
             NotificationRequest(
@@ -256,6 +259,52 @@ def _run_step(
                 },
             )
         )
+
+
+def _inside_windows(
+    state: CustomerState,
+    targets: list[Target],
+    index: int,
+    template: str,
+    case: Case,
+    out: _Collector,
+) -> list[Target]:
+    """Targets allowed now; each other one is recorded as deferred to its next allowed instant.
+
+    Timers that fire deferred steps come with the durable-timer work (issue 4):
+    until then a deferred step is recorded in the ledger and in `next_step`.
+    """
+    policy = out.policy
+    zones = state.profile.time_zones or policy.time_zone_fallback
+    quiet = state.preferences.quiet_hours
+    ready: list[Target] = []
+    for target in targets:
+        window = policy.contact_windows.get(target.channel, policy.contact_windows["default"])
+        when = next_allowed(out.now, zones, window, quiet)
+        if when == out.now:
+            ready.append(target)
+        elif when is None:
+            out.record(
+                "suppressed",
+                "contact_window",
+                case,
+                step=index,
+                channel=target.channel,
+                template=template,
+                detail="no allowed instant in the next 15 days",
+            )
+        else:
+            out.record(
+                "deferred",
+                "contact_window",
+                case,
+                step=index,
+                channel=target.channel,
+                template=template,
+                until=when,
+                detail=f"outside the {target.channel} window in {', '.join(zones)}",
+            )
+    return ready
 
 
 def _previous_contact(event: Event) -> list[Target]:

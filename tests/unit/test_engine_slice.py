@@ -146,3 +146,29 @@ def test_now_must_be_aware(policy: PolicySet) -> None:
     e = event_from_dict(samples.event("payment.missed"))
     with pytest.raises(ValueError, match="aware"):
         decide(CustomerState(customer_id="C-1"), e, datetime(2026, 11, 20), policy)
+
+
+def test_c1003_and_c1007_are_deferred_to_their_windows(run: dict[str, list[Outcome]]) -> None:
+    from datetime import UTC, datetime
+
+    def deferred(customer: str) -> set[tuple[str | None, datetime | None]]:
+        return {
+            (d.channel, d.until)
+            for o in run[customer]
+            for d in o.decisions
+            if d.action == "deferred"
+        }
+
+    # No zone known: 08:00 in every fallback zone is 08:00 Los Angeles = 16:00Z.
+    assert deferred("C-1003") == {
+        ("voice", datetime(2026, 11, 20, 16, tzinfo=UTC)),
+        ("email", datetime(2026, 11, 20, 16, tzinfo=UTC)),
+    }
+    # 14:00Z is 07:00 in Denver: the SMS waits for 08:00 MST.
+    assert ("sms", datetime(2026, 11, 20, 15, tzinfo=UTC)) in deferred("C-1007")
+    assert sends(run["C-1003"]) == [] and sends(run["C-1007"]) == []
+
+
+def test_fraud_ignores_contact_windows(run: dict[str, list[Outcome]]) -> None:
+    # C-1004's transaction is at 02:05 Los Angeles time, and the SMS goes at once.
+    assert sends(run["C-1004"])[0][0] == "sms"
