@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiokafka import AIOKafkaProducer
 
@@ -44,20 +44,25 @@ class DemoResult:
     outbox: Path
 
 
-def demo_settings(bootstrap: str, workdir: Path) -> Settings:
-    return Settings(
-        kafka_bootstrap=bootstrap,
-        app_id="clarion-demo",
-        partitions=2,
-        clock="event",
-        outbox_path=workdir / "outbox.jsonl",
-        data_dir=workdir / "worker-data",
-        web_port=free_port(),
-        session_timeout_s=2.0,
-        heartbeat_interval_s=0.5,
-        commit_interval_s=0.2,
-        log_format="console",
-    )
+def demo_settings(bootstrap: str, workdir: Path, **overrides: Any) -> Settings:
+    """Settings for a worker on the embedded broker (the demo and the tests).
+
+    Tansu holds a group join for half the session timeout, hence the short one.
+    """
+    values: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "app_id": "clarion-demo",
+        "partitions": 2,
+        "clock": "event",
+        "outbox_path": workdir / "outbox.jsonl",
+        "data_dir": workdir / "worker-data",
+        "web_port": free_port(),
+        "session_timeout_s": 2.0,
+        "heartbeat_interval_s": 0.5,
+        "commit_interval_s": 0.2,
+        "log_format": "console",
+    }
+    return Settings(**{**values, **overrides})
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

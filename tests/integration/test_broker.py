@@ -49,19 +49,25 @@ def test_stops_when_the_block_fails() -> None:
     assert pid is not None and wait_gone(pid)
 
 
-def test_stops_on_ctrl_c_in_the_parent() -> None:
+def broker_in_a_child(body: str) -> tuple[subprocess.Popen[str], int]:
+    """Run `body` (it starts a broker) in a child; return the child and the broker's pid."""
     code = (
-        "import sys, time\n"
+        "import time\n"
         "from streams.broker import EmbeddedBroker\n"
         "from streams.logging import configure; configure()\n"
-        "with EmbeddedBroker() as b:\n"
-        "    print(b.pid, flush=True)\n"
-        "    time.sleep(60)\n"
+        f"{body}\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     pid = int(proc.stdout.readline())
     assert alive(pid)
+    return proc, pid
+
+
+def test_stops_on_ctrl_c_in_the_parent() -> None:
+    proc, pid = broker_in_a_child(
+        "with EmbeddedBroker() as b:\n    print(b.pid, flush=True)\n    time.sleep(60)"
+    )
     proc.send_signal(signal.SIGINT)
     proc.wait(10)
     assert wait_gone(pid)
@@ -69,18 +75,9 @@ def test_stops_on_ctrl_c_in_the_parent() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_dies_with_a_parent_killed_by_sigkill() -> None:
-    code = (
-        "import time\n"
-        "from streams.broker import EmbeddedBroker\n"
-        "from streams.logging import configure; configure()\n"
-        "b = EmbeddedBroker().start()\n"
-        "print(b.pid, flush=True)\n"
-        "time.sleep(60)\n"
+    proc, pid = broker_in_a_child(
+        "b = EmbeddedBroker().start()\nprint(b.pid, flush=True)\ntime.sleep(60)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    pid = int(proc.stdout.readline())
-    assert alive(pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     assert wait_gone(pid)

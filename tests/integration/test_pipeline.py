@@ -16,8 +16,8 @@ from channels.sandbox import read_outbox
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
 from streams import topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.demo import settle, start_worker, stop_worker
+from streams.broker import EmbeddedBroker
+from streams.demo import demo_settings, settle, start_worker, stop_worker
 from streams.settings import Settings
 from tests import samples
 from tests.conftest import STORIES
@@ -69,18 +69,12 @@ EXPECTED_OUTBOX = {
 @pytest.fixture
 def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     run = uuid.uuid4().hex[:8]
-    return Settings(
-        kafka_bootstrap=broker.bootstrap,
+    return demo_settings(
+        broker.bootstrap,
+        tmp_path,
         app_id=f"clarion-it-{run}",
         topic_prefix=f"it{run}.",
         partitions=3,
-        clock="event",
-        outbox_path=tmp_path / "outbox.jsonl",
-        data_dir=tmp_path / "data",
-        web_port=free_port(),
-        session_timeout_s=2.0,
-        heartbeat_interval_s=0.5,
-        commit_interval_s=0.2,
         log_format="json",
     )
 
