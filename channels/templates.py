@@ -44,6 +44,16 @@ class Templates:
             f"(nor .{self.default_locale}) under {self.directory}"
         )
 
+    def available(self) -> frozenset[tuple[str, str, str]]:
+        """Every (template, channel, locale) with a file: what `policy check` resolves names by."""
+        if not self.directory.is_dir():
+            return frozenset()
+        found = set()
+        for path in self.directory.glob("*/*.*.j2"):
+            channel, locale = path.name.removesuffix(".j2").split(".", 1)
+            found.add((path.parent.name, channel, locale))
+        return frozenset(found)
+
     def render(self, request: NotificationRequest) -> Message:
         path = self.path_for(request.template, request.channel, request.locale)
         compiled = self._cache.get(path)

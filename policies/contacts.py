@@ -40,6 +40,22 @@ def category_block(state: CustomerState, category_name: str, category: Category)
     return None
 
 
+def reachable(send: Send) -> list[Channel]:
+    """Every channel a step can land on, whatever the customer: what its templates must cover."""
+    found: list[Channel] = []
+    if "current" in send.to:
+        if send.channel == "preferred":
+            found += ["sms", "email", "voice"]
+        elif isinstance(send.channel, list):
+            found += send.channel
+        else:
+            found.append(send.channel)
+        found += send.fallback
+    if "previous" in send.to:
+        found += ["email", "sms"]
+    return _unique(found)
+
+
 def candidates(state: CustomerState, send: Send) -> list[list[Channel]]:
     """Groups of channels: each group is tried in order until one works; groups all go."""
     if isinstance(send.channel, list):

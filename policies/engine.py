@@ -3,75 +3,123 @@
 Pure: no clock, no I/O. The Faust agents and the offline simulator both call
 `decide`, so what a simulation shows is what production does.
 
-This is the foundation slice: it keeps the customer's profile, preferences
-and consents; opens a case for a triggering event; chooses the ladder; runs
-every step due at opening (``after: 0``) through category and channel
-resolution; and closes cases on their ``stop_on`` events. Later steps are
-recorded in the case (``next_step``) for the timers to come.
+An input is an account event, a delivery receipt, or a `Tick`. Every call
+first fires the timers due by `now` (a case's pending steps live in the
+state, so they survive whatever the driver survives), then applies the input,
+then fires what the input made due (a new case's first steps, a resumed
+case's overdue ones). `CustomerState.due` tells the driver when to call again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
+from policies.calendar import due_after
 from policies.conditions import holds
-from policies.contacts import Blocked, Target, candidates, category_block, resolve
-from policies.model import Escalation, Ladder, PolicySet, Step
-from policies.state import Case, ConsentRecord, CustomerState
-from policies.windows import next_allowed
+from policies.contacts import Blocked, Target, candidates, category_block, reach
+from policies.guards import GuardBlock, check, lookback
+from policies.model import Category, Escalation, Ladder, PolicySet, Send, Step
+from policies.state import (
+    Case,
+    Cease,
+    ConsentRecord,
+    Contact,
+    Conversation,
+    CustomerState,
+    Pending,
+    SentRef,
+)
 from schemas.customer import ConsentChange, Preferences, Profile
 from schemas.decisions import Action, Decision
 from schemas.events import Event
-from schemas.notifications import NotificationRequest, notification_id
+from schemas.notifications import DeliveryReceipt, NotificationRequest, notification_id
+from schemas.types import Channel
+
+_MAX_FIRINGS = 10_000
+"""A safety stop: no customer has this many steps due at one instant."""
+
+_DONE = frozenset({"delivered", "completed"})
+_PERMANENT = frozenset({"failed", "undelivered", "bounced", "dropped"})
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Fire whatever is due for this customer by `now`; no other input."""
+
+    customer_id: str
+
+
+Input = Event | DeliveryReceipt | Tick
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     state: CustomerState
     decisions: list[Decision] = field(default_factory=list)
-    """Ledger rows to record now."""
+    """Ledger rows to record now, in order."""
     notifications: list[NotificationRequest] = field(default_factory=list)
-    """Messages to send; each becomes a `sent` row once its channel accepts it."""
+    """One per `sent` decision: what the dispatcher is asked to deliver."""
 
 
-def decide(state: CustomerState, event: Event, now: datetime, policy: PolicySet) -> Outcome:
-    """Apply one account event for the customer `state` belongs to."""
+def decide(state: CustomerState, item: Input, now: datetime, policy: PolicySet) -> Outcome:
+    """Apply one input for the customer `state` belongs to, at `now`."""
     if now.tzinfo is None:
         raise ValueError("now must be time-zone aware")
-    state = _remember(state, event, now)
-    out = _Collector(policy, now, event)
-    state = _stop_cases(state, event, policy, out)
-    for name, esc in policy.triggered_by(event.type):
-        state = _open_case(state, name, esc, event, out)
-    return Outcome(state, out.decisions, out.notifications)
+    run = _Run(state, policy, now.astimezone(UTC))
+    run.fire_due()
+    if isinstance(item, Event):
+        run.apply_event(item)
+    elif isinstance(item, DeliveryReceipt):
+        run.apply_receipt(item)
+    run.fire_due()
+    return Outcome(run.finish(), run.decisions, run.notifications)
 
 
-def _remember(state: CustomerState, event: Event, now: datetime) -> CustomerState:
-    data = event.data
-    if isinstance(data, Profile):
-        return state.model_copy(update={"profile": data})
-    if isinstance(data, Preferences):
-        return state.model_copy(update={"preferences": data.merged_into(state.preferences)})
-    if isinstance(data, ConsentChange):
-        record = ConsentRecord(
-            channel=data.channel,
-            address=data.address,
-            status=data.status,
-            source=data.source,
-            at=event.occurred_at,
-        )
-        key = CustomerState.consent_key(data.channel, data.address)
-        return state.model_copy(update={"consents": {**state.consents, key: record}})
-    return state
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    target: Target
+    fallback_from: Blocked | GuardBlock | None
 
 
-class _Collector:
-    def __init__(self, policy: PolicySet, now: datetime, event: Event) -> None:
-        self.policy, self.now, self.event = policy, now, event
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    block: GuardBlock
+    channel: Channel
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsent:
+    reason: str
+    channel: Channel | None
+    detail: str
+
+
+class _Run:
+    """One call of `decide`: the working copy of the state and the rows it produced."""
+
+    def __init__(self, state: CustomerState, policy: PolicySet, now: datetime) -> None:
+        self.state, self.policy, self.now = state, policy, now
+        self.cases: dict[str, Case] = dict(state.cases)
+        self.contacts: list[Contact] = list(state.contacts)
+        self.conversations: list[Conversation] = list(state.conversations)
         self.decisions: list[Decision] = []
         self.notifications: list[NotificationRequest] = []
+        self.cause: str | None = None
+
+    # -- the result -------------------------------------------------------------
+
+    def finish(self) -> CustomerState:
+        horizon = self.now - lookback(self.policy)
+        return self.state.model_copy(
+            update={
+                "cases": self.cases,
+                "contacts": tuple(c for c in self.contacts if c.at > horizon),
+                "conversations": tuple(c for c in self.conversations if c.at > horizon),
+            }
+        )
 
     def record(self, action: Action, reason: str, case: Case | None, **fields: Any) -> None:
         if case is not None:
@@ -85,77 +133,457 @@ class _Collector:
         self.decisions.append(
             Decision(
                 at=self.now,
-                customer_id=self.event.customer_id,
+                customer_id=self.state.customer_id,
                 action=action,
                 reason=reason,
-                cause_event_id=self.event.event_id,
+                cause_event_id=self.cause or (case.cause_event_id if case else None),
                 policy_version=self.policy.version,
                 **fields,
             )
         )
 
+    # -- timers -----------------------------------------------------------------
 
-def _stop_cases(
-    state: CustomerState, event: Event, policy: PolicySet, out: _Collector
-) -> CustomerState:
-    remaining = dict(state.cases)
-    for case_id, case in state.cases.items():
-        esc = policy.escalations.get(case.escalation)
-        if esc is None or event.type not in esc.stop_on:
-            continue
-        if event.account_id is not None and case.account_id not in (None, event.account_id):
-            continue
-        out.record(
-            "stopped", event.type, case, detail=f"{event.type} ({event.event_id}) stops this case"
+    def fire_due(self) -> None:
+        """Run every pending step due by now, earliest first."""
+        self.cause = None
+        for _ in range(_MAX_FIRINGS):
+            due = [
+                (p.due, p.step, case.case_id)
+                for case in self.cases.values()
+                if case.paused_at is None
+                for p in case.pending
+                if p.due <= self.now
+            ]
+            if not due:
+                return
+            _, step, case_id = min(due)
+            case = self.cases[case_id]
+            pending = next(p for p in case.pending if p.step == step)
+            case = case.model_copy(
+                update={"pending": tuple(p for p in case.pending if p is not pending)}
+            )
+            self.cases[case_id] = case
+            self.run_step(case_id, pending)
+            after = self.cases.get(case_id)
+            if after is not None and not after.pending:
+                self.record("closed", "ladder_complete", after)
+                del self.cases[case_id]
+        raise RuntimeError(f"more than {_MAX_FIRINGS} steps due at {self.now.isoformat()}")
+
+    # -- inputs -----------------------------------------------------------------
+
+    def apply_event(self, event: Event) -> None:
+        self.cause = event.event_id
+        self.remember(event)
+        for case in list(self.cases.values()):
+            if _concerns(case, event):
+                self.follow(case, event)
+        for name, esc in self.policy.triggered_by(event.type):
+            self.open_case(name, esc, event)
+
+    def remember(self, event: Event) -> None:
+        data = event.data
+        if isinstance(data, Profile):
+            self.state = self.state.model_copy(update={"profile": data})
+        elif isinstance(data, Preferences):
+            merged = data.merged_into(self.state.preferences)
+            self.state = self.state.model_copy(update={"preferences": merged})
+        elif isinstance(data, ConsentChange):
+            record = ConsentRecord(
+                channel=data.channel,
+                address=data.address,
+                status=data.status,
+                source=data.source,
+                at=event.occurred_at,
+            )
+            key = CustomerState.consent_key(data.channel, data.address)
+            consents = {**self.state.consents, key: record}
+            self.state = self.state.model_copy(update={"consents": consents})
+        elif event.type == "cease.requested":
+            scoped = getattr(data, "scope", "all") == "channel"
+            cease = Cease(
+                at=self.now,
+                account_id=event.account_id,
+                channel=getattr(data, "channel", None) if scoped else None,
+            )
+            self.state = self.state.model_copy(update={"ceases": (*self.state.ceases, cease)})
+
+    def follow(self, case: Case, event: Event) -> None:
+        """What an event on a case's account does to it: stop, pause, resume or switch."""
+        esc = self.policy.escalations.get(case.escalation)
+        if esc is None:
+            return
+        if event.type not in case.received:
+            case = case.model_copy(update={"received": (*case.received, event.type)})
+            self.cases[case.case_id] = case
+        if event.type in esc.stop_on:
+            self.record("stopped", event.type, case, detail=f"{event.type} ({event.event_id})")
+            del self.cases[case.case_id]
+            return
+        if event.type in esc.pause_on and case.paused_at is None:
+            resume_on = esc.pause_on[event.type]
+            case = case.model_copy(update={"paused_at": self.now, "resume_on": resume_on})
+            self.cases[case.case_id] = case
+            self.record("paused", event.type, case, detail=f"until {resume_on}")
+        elif event.type == case.resume_on and case.paused_at is not None:
+            held = self.now - case.paused_at
+            pending = tuple(p.model_copy(update={"due": p.due + held}) for p in case.pending)
+            case = case.model_copy(
+                update={
+                    "paused_at": None,
+                    "resume_on": None,
+                    "origin": case.origin + held,
+                    "pending": pending,
+                }
+            )
+            self.cases[case.case_id] = case
+            self.record("resumed", event.type, case, detail=f"every remaining step moves {held}")
+        if event.type in esc.switch_on:
+            target = esc.switch_on[event.type]
+            ladder = _ladder(esc, target)
+            if ladder is None or target == case.ladder:
+                return
+            case = case.model_copy(update={"ladder": target, "origin": self.now})
+            case = case.model_copy(update={"pending": self.schedule(ladder, case)})
+            self.cases[case.case_id] = case
+            self.record("switched", event.type, case, detail=f"to the {target} ladder")
+
+    def open_case(self, name: str, esc: Escalation, event: Event) -> None:
+        by_account = esc.case == "account" and event.account_id is not None
+        scope = event.account_id if by_account else None
+        case_id = f"{name}/{scope or event.customer_id}/{event.event_id}"
+        open_now = [
+            c for c in self.cases.values() if c.escalation == name and c.account_id == scope
+        ]
+        draft = Case(
+            case_id=case_id,
+            escalation=name,
+            ladder="-",
+            account_id=scope,
+            opened_at=self.now,
+            origin=self.now,
+            cause_event_id=event.event_id,
+            data=event.data.model_dump(mode="json"),
         )
-        del remaining[case_id]
-    return state.model_copy(update={"cases": remaining})
+        if open_now and esc.on_retrigger == "keep":
+            self.record("suppressed", "case_open", open_now[0], detail=f"{name} is already open")
+            return
+        for old in open_now:
+            self.record("closed", "restarted", old, detail=f"{event.type} ({event.event_id})")
+            del self.cases[old.case_id]
+        category = self.policy.categories[esc.category]
+        if category.honours_cease and self.ceased(scope, None):
+            self.record("suppressed", "cease", draft, detail="the customer asked us to cease")
+            return
+        facts = self.facts(draft)
+        ladder = next((lad for lad in _openable(esc) if holds(lad.when, facts)), None)
+        if ladder is None:
+            self.record("suppressed", "no_ladder", draft, detail="no ladder's `when` holds")
+            return
+        case = draft.model_copy(update={"ladder": ladder.name})
+        case = case.model_copy(update={"pending": self.schedule(ladder, case)})
+        self.cases[case_id] = case
+        self.record("opened", event.type, case)
 
+    def apply_receipt(self, receipt: DeliveryReceipt) -> None:
+        """A delivery counts toward nothing; a permanent failure moves the step to its fallback."""
+        found = next((c for c in self.cases.values() if receipt.notification_id in c.sent), None)
+        if found is None:
+            return
+        ref = found.sent[receipt.notification_id]
+        self.cause = receipt.notification_id
+        if receipt.status in _DONE:
+            self.record(
+                "delivered",
+                receipt.status,
+                found,
+                step=ref.step,
+                channel=ref.channel,
+                notification_id=receipt.notification_id,
+            )
+            if receipt.channel == "voice" and receipt.answered_by == "human":
+                talk = Conversation(at=self.now, account_id=found.account_id)
+                self.conversations.append(talk)
+        elif receipt.status in _PERMANENT:
+            tried = tuple(
+                r.channel
+                for r in found.sent.values()
+                if r.step == ref.step and r.group == ref.group
+            )
+            self.run_step(
+                found.case_id,
+                Pending(step=ref.step, due=self.now, groups=(ref.group,), tried=tried),
+            )
 
-def _open_case(
-    state: CustomerState, name: str, esc: Escalation, event: Event, out: _Collector
-) -> CustomerState:
-    scope = event.account_id if esc.case == "account" and event.account_id else event.customer_id
-    open_now = [
-        c
-        for c in state.cases.values()
-        if c.escalation == name and (c.account_id or state.customer_id) == scope
-    ]
-    cases = dict(state.cases)
-    if open_now and esc.on_retrigger == "keep":
-        return state
-    for old in open_now:
-        out.record(
-            "closed", "restarted", old, detail=f"{event.type} ({event.event_id}) restarts it"
+    # -- steps ------------------------------------------------------------------
+
+    def schedule(self, ladder: Ladder, case: Case) -> tuple[Pending, ...]:
+        zones = self.state.profile.time_zones or self.policy.time_zone_fallback
+        zone = zones[0] if zones else None
+        holidays = _holidays(tuple(self.policy.holidays))
+        return tuple(
+            Pending(step=i, due=due_after(case.origin, step.after, zone, holidays))
+            for i, step in enumerate(ladder.steps)
         )
-        del cases[old.case_id]
 
-    facts = _facts(state, event, None)
-    ladder = next((lad for lad in _openable(esc) if holds(lad.when, facts)), None)
-    case = Case(
-        case_id=f"{name}/{scope}/{event.event_id}",
-        escalation=name,
-        ladder=ladder.name if ladder else "-",
-        account_id=event.account_id,
-        opened_at=event.occurred_at,
-        cause_event_id=event.event_id,
-        data=event.data.model_dump(mode="json"),
-    )
-    if ladder is None:
-        out.record(
-            "suppressed", "no_ladder", case, detail="no ladder's `when` holds for this event"
+    def run_step(self, case_id: str, pending: Pending) -> None:
+        case = self.cases[case_id]
+        esc = self.policy.escalations[case.escalation]
+        ladder = _ladder(esc, case.ladder)
+        if ladder is None or pending.step >= len(ladder.steps):
+            return
+        index, step = pending.step, ladder.steps[pending.step]
+        if step.when is not None and not holds(step.when, self.facts(case)):
+            self.record("suppressed", "step_condition", case, step=index, detail="`when` fails")
+            return
+        seen = [t for t in step.unless_received if t in case.received]
+        if seen:
+            self.record("suppressed", "already_received", case, step=index, detail=seen[0])
+            return
+        if step.handoff is not None:
+            self.record("handoff", step.handoff, case, step=index)
+            return
+        assert step.send is not None
+        self.run_send(case, esc, step, step.send, pending)
+
+    def run_send(self, case: Case, esc: Escalation, step: Step, send: Send, p: Pending) -> None:
+        index = p.step
+        category = self.policy.categories[esc.category]
+        common = {"step": index, "template": send.template}
+        if category.honours_cease and self.ceased(case.account_id, None):
+            self.record(
+                "suppressed", "cease", case, detail="the customer asked us to cease", **common
+            )
+            return
+        refused = category_block(self.state, esc.category, category)
+        if refused is not None:
+            self.record("suppressed", refused.reason, case, detail=refused.detail, **common)
+            return
+        groups = self.groups(send, case)
+        deferred: list[tuple[int, GuardBlock]] = []
+        for gi in p.groups if p.groups is not None else range(len(groups)):
+            channels, recipient = groups[gi]
+            result = self.try_group(
+                case, esc.category, category, step, channels, recipient, p.tried
+            )
+            if isinstance(result, _Sent):
+                self.send(case, esc.category, send, index, gi, result)
+            elif isinstance(result, _Deferred) and result.block.until is not None:
+                deferred.append((gi, result.block))
+                self.record(
+                    "deferred",
+                    result.block.reason,
+                    case,
+                    channel=result.channel,
+                    until=result.block.until,
+                    detail=result.block.detail,
+                    **common,
+                )
+            elif isinstance(result, _Deferred):
+                self.record(
+                    "suppressed",
+                    result.block.reason,
+                    case,
+                    channel=result.channel,
+                    detail=result.block.detail,
+                    **common,
+                )
+            elif isinstance(result, _Unsent) and category.required and result.reason != "cease":
+                self.record("handoff", "letter", case, detail=result.detail, **common)
+            else:
+                self.record(
+                    "suppressed",
+                    result.reason,
+                    case,
+                    channel=result.channel,
+                    detail=result.detail,
+                    **common,
+                )
+        if deferred:
+            until = min(block.until for _, block in deferred if block.until is not None)
+            later = Pending(
+                step=index, due=until, groups=tuple(gi for gi, _ in deferred), tried=p.tried
+            )
+            self.cases[case.case_id] = self.cases[case.case_id].model_copy(
+                update={"pending": (*self.cases[case.case_id].pending, later)}
+            )
+
+    def groups(self, send: Send, case: Case) -> list[tuple[list[Channel], str | None]]:
+        """Channel groups (each tried in order until one works; all groups go), with recipients."""
+        found: list[tuple[list[Channel], str | None]] = []
+        if "current" in send.to:
+            found = [(group, None) for group in candidates(self.state, send)]
+        if "previous" in send.to:
+            previous = self.previous_contact(case)
+            if previous is not None:
+                found.append(([previous.channel], previous.recipient))
+        return found
+
+    def try_group(
+        self,
+        case: Case,
+        category_name: str,
+        category: Category,
+        step: Step,
+        channels: list[Channel],
+        recipient: str | None,
+        tried: tuple[Channel, ...],
+    ) -> _Sent | _Deferred | _Unsent:
+        first: Blocked | GuardBlock | None = None
+        first_channel: Channel | None = None
+        guard_hit: _Deferred | None = None
+        for channel in channels:
+            if channel in tried:
+                continue
+            if category.honours_cease and self.ceased(case.account_id, channel):
+                found: Target | Blocked = Blocked(channel, "cease", f"cease covers {channel}")
+            elif recipient is not None:
+                found = Target(channel, recipient)
+            else:
+                found = reach(self.state, channel, category_name)
+            if isinstance(found, Blocked):
+                first, first_channel = first or found, first_channel or channel
+                continue
+            block = check(
+                self.state,
+                self.policy,
+                category_name,
+                category,
+                channel,
+                case.account_id,
+                self.now,
+                lambda: self.facts(case),
+            )
+            if block is None:
+                return _Sent(found, first)
+            if step.on_blocked == "fallback":
+                first, first_channel = first or block, first_channel or channel
+                guard_hit = guard_hit or _Deferred(block, channel)
+                continue
+            if step.on_blocked == "skip":
+                return _Unsent(block.reason, channel, block.detail + "; the step skips")
+            return _Deferred(block, channel)
+        if guard_hit is not None:
+            return guard_hit
+        if isinstance(first, Blocked):
+            return _Unsent(first.reason, first.channel, first.detail)
+        if not channels:
+            return _Unsent("no_channel", None, "no preferred channel and no fallback")
+        return _Unsent("no_channel", first_channel, "every channel of this step was tried")
+
+    def send(
+        self, case: Case, category_name: str, send: Send, index: int, group: int, sent: _Sent
+    ) -> None:
+        target = sent.target
+        locale = self.state.preferences.locale or self.state.profile.locale
+        locale = locale or self.policy.default_locale
+        nid = notification_id(
+            self.state.customer_id, case.case_id, index, target.channel, target.recipient
         )
-        return state
-    out.record("opened", event.type, case)
-    index = 0
-    while index < len(ladder.steps) and ladder.steps[index].after.fixed == timedelta(0):
-        _run_step(state, esc, ladder, index, case, out)
-        index += 1
-    if index < len(ladder.steps):
-        cases[case.case_id] = case.model_copy(update={"next_step": index})
-    else:
-        out.record("closed", "ladder_complete", case)
-    return state.model_copy(update={"cases": cases})
+        fallback = sent.fallback_from
+        self.record(
+            "sent",
+            "fallback" if fallback is not None else "step_due",
+            case,
+            step=index,
+            channel=target.channel,
+            template=send.template,
+            recipient=target.recipient,
+            notification_id=nid,
+            detail=fallback.detail if fallback is not None else None,
+            extra={"locale": locale, "category": category_name},
+        )
+        self.notifications.append(
+            NotificationRequest(
+                notification_id=nid,
+                customer_id=self.state.customer_id,
+                account_id=case.account_id,
+                case_id=case.case_id,
+                escalation=case.escalation,
+                ladder=case.ladder,
+                step=index,
+                category=category_name,
+                channel=target.channel,
+                recipient=target.recipient,
+                template=send.template,
+                locale=locale,
+                requested_at=self.now,
+                policy_version=self.policy.version,
+                cause_event_id=self.cause or case.cause_event_id,
+                context={
+                    "data": case.data,
+                    "account_id": case.account_id,
+                    "customer": {"name": self.state.profile.name, "locale": locale},
+                },
+            )
+        )
+        self.contacts.append(
+            Contact(
+                at=self.now,
+                channel=target.channel,
+                category=category_name,
+                account_id=case.account_id,
+            )
+        )
+        current = self.cases[case.case_id]
+        self.cases[case.case_id] = current.model_copy(
+            update={
+                "steps_sent": current.steps_sent + 1,
+                "sent": {
+                    **current.sent,
+                    nid: SentRef(step=index, group=group, channel=target.channel),
+                },
+            }
+        )
+
+    # -- facts --------------------------------------------------------------------
+
+    def ceased(self, account_id: str | None, channel: Channel | None) -> bool:
+        """A cease covers this account (or all) and this channel (or every channel)."""
+        return any(
+            (c.account_id is None or c.account_id == account_id)
+            and (c.channel is None or c.channel == channel)
+            for c in self.state.ceases
+        )
+
+    @staticmethod
+    def previous_contact(case: Case) -> Target | None:
+        """The contact point a `contact.changed` replaced: it is told too."""
+        previous, changed = case.data.get("previous"), case.data.get("field")
+        if not isinstance(previous, str) or changed not in ("email", "phone"):
+            return None
+        return Target("email" if changed == "email" else "sms", previous)
+
+    def facts(self, case: Case) -> dict[str, Any]:
+        state = self.state
+        customer = {
+            **state.profile.model_dump(mode="json"),
+            **state.preferences.model_dump(mode="json", exclude_none=True),
+            "email": state.profile.emails[0].address if state.profile.emails else None,
+            "phone": state.profile.phones[0].number if state.profile.phones else None,
+        }
+        return {
+            "data": case.data,
+            "customer": customer,
+            "case": {
+                "steps_sent": case.steps_sent,
+                "ladder": case.ladder,
+                "escalation": case.escalation,
+                "account_id": case.account_id,
+                "paused": case.paused_at is not None,
+                "received": list(case.received),
+            },
+        }
+
+
+def _concerns(case: Case, event: Event) -> bool:
+    """An event on the case's account, a customer-wide event, or any event for a customer case."""
+    return event.account_id is None or case.account_id in (None, event.account_id)
+
+
+def _ladder(esc: Escalation, name: str) -> Ladder | None:
+    return next((lad for lad in esc.ladders if lad.name == name), None)
 
 
 def _openable(esc: Escalation) -> list[Ladder]:
@@ -168,149 +596,6 @@ def _openable(esc: Escalation) -> list[Ladder]:
     return chosen
 
 
-def _facts(state: CustomerState, event: Event, case: Case | None) -> dict[str, Any]:
-    customer = {
-        **state.profile.model_dump(mode="json"),
-        **state.preferences.model_dump(mode="json", exclude_none=True),
-    }
-    customer["email"] = state.profile.emails[0].address if state.profile.emails else None
-    customer["phone"] = state.profile.phones[0].number if state.profile.phones else None
-    return {
-        "data": event.data.model_dump(mode="json"),
-        "customer": customer,
-        "case": case.model_dump(mode="json") if case else {},
-    }
-
-
-def _run_step(
-    state: CustomerState, esc: Escalation, ladder: Ladder, index: int, case: Case, out: _Collector
-) -> None:
-    step: Step = ladder.steps[index]
-    if not holds(step.when, _facts(state, out.event, case)):
-        out.record(
-            "suppressed",
-            "step_condition",
-            case,
-            step=index,
-            detail="the step's `when` does not hold",
-        )
-        return
-    if step.handoff is not None:
-        out.record("handoff", step.handoff, case, step=index)
-        return
-    send = step.send
-    assert send is not None
-    category = out.policy.categories[esc.category]
-    blocked = category_block(state, esc.category, category)
-    if blocked is not None:
-        out.record(
-            "suppressed",
-            blocked.reason,
-            case,
-            step=index,
-            template=send.template,
-            detail=blocked.detail,
-        )
-        return
-    targets: list[Target] = []
-    for group in candidates(state, send):
-        found = resolve(state, group, esc.category, category)
-        if isinstance(found, Blocked):
-            out.record(
-                "suppressed",
-                found.reason,
-                case,
-                step=index,
-                channel=found.channel,
-                template=send.template,
-                detail=found.detail,
-            )
-        elif "current" in send.to:
-            targets.append(found)
-    if "previous" in send.to:
-        targets.extend(_previous_contact(out.event))
-    locale = state.preferences.locale or state.profile.locale or out.policy.default_locale
-    if category.contact_windows == "enforce":
-        targets = _inside_windows(state, targets, index, send.template, case, out)
-    for target in targets:
-        out.notifications.append(
-            NotificationRequest(
-                notification_id=notification_id(
-                    state.customer_id, case.case_id, index, target.channel, target.recipient
-                ),
-                customer_id=state.customer_id,
-                account_id=case.account_id,
-                case_id=case.case_id,
-                escalation=case.escalation,
-                ladder=case.ladder,
-                step=index,
-                category=esc.category,
-                channel=target.channel,
-                recipient=target.recipient,
-                template=send.template,
-                locale=locale,
-                requested_at=out.now,
-                policy_version=out.policy.version,
-                cause_event_id=out.event.event_id,
-                context={
-                    "data": case.data,
-                    "account_id": case.account_id,
-                    "customer": {"name": state.profile.name, "locale": locale},
-                },
-            )
-        )
-
-
-def _inside_windows(
-    state: CustomerState,
-    targets: list[Target],
-    index: int,
-    template: str,
-    case: Case,
-    out: _Collector,
-) -> list[Target]:
-    """Targets allowed now; each other one is recorded as deferred to its next allowed instant.
-
-    Timers that fire deferred steps come with the durable-timer work (issue 4):
-    until then a deferred step is recorded in the ledger and in `next_step`.
-    """
-    policy = out.policy
-    zones = state.profile.time_zones or policy.time_zone_fallback
-    quiet = state.preferences.quiet_hours
-    ready: list[Target] = []
-    for target in targets:
-        window = policy.contact_windows.get(target.channel, policy.contact_windows["default"])
-        when = next_allowed(out.now, zones, window, quiet)
-        if when == out.now:
-            ready.append(target)
-        elif when is None:
-            out.record(
-                "suppressed",
-                "contact_window",
-                case,
-                step=index,
-                channel=target.channel,
-                template=template,
-                detail="no allowed instant in the next 15 days",
-            )
-        else:
-            out.record(
-                "deferred",
-                "contact_window",
-                case,
-                step=index,
-                channel=target.channel,
-                template=template,
-                until=when,
-                detail=f"outside the {target.channel} window in {', '.join(zones)}",
-            )
-    return ready
-
-
-def _previous_contact(event: Event) -> list[Target]:
-    """The contact point a `contact.changed` replaced: it is told too."""
-    data = event.data.model_dump(mode="json")
-    previous = data.get("previous")
-    if event.type != "contact.changed" or not isinstance(previous, str):
-        return []
-    return [Target("email" if data.get("field") == "email" else "sms", previous)]
+@cache
+def _holidays(days: tuple[date, ...]) -> frozenset[date]:
+    return frozenset(days)

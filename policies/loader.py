@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from policies.model import Duration, Escalation, PolicyFile, PolicySet
+from policies.contacts import reachable
+from policies.model import Category, Duration, Escalation, FrequencyCap, PolicyFile, PolicySet, Send
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -58,11 +59,29 @@ def read_directory(directory: Path) -> list[PolicySource]:
     return [PolicySource(p.name, p.read_text(encoding="utf-8")) for p in paths]
 
 
-def load_directory(directory: Path) -> PolicySet:
-    return load_sources(read_directory(directory))
+Templates = frozenset[tuple[str, str, str]]
+"""Every (template, channel, locale) that has a file; the shell lists the directory."""
 
 
-def load_sources(sources: Iterable[PolicySource]) -> PolicySet:
+@dataclass(frozen=True, slots=True)
+class PolicyReport:
+    policy: PolicySet
+    warnings: list[PolicyError]
+    """Compliance findings: the set loads, but a person should look."""
+
+
+def load_directory(directory: Path, templates: Templates | None = None) -> PolicySet:
+    return load_sources(read_directory(directory), templates)
+
+
+def load_sources(sources: Iterable[PolicySource], templates: Templates | None = None) -> PolicySet:
+    return check_sources(sources, templates).policy
+
+
+def check_sources(
+    sources: Iterable[PolicySource], templates: Templates | None = None
+) -> PolicyReport:
+    """Load and validate; with `templates`, every template name must resolve too."""
     sources = list(sources)
     errors: list[PolicyError] = []
     files: list[tuple[PolicySource, PolicyFile, yaml.Node]] = []
@@ -72,10 +91,11 @@ def load_sources(sources: Iterable[PolicySource]) -> PolicySet:
             files.append((source, *parsed))
     if errors:
         raise PolicyLoadError(errors)
-    policy = _merge(files, _version(sources), errors)
+    warnings: list[PolicyError] = []
+    policy = _merge(files, _version(sources), errors, warnings, templates)
     if errors:
-        raise PolicyLoadError(errors)
-    return policy
+        raise PolicyLoadError(sorted(errors, key=lambda e: (e.file, e.line, e.column)))
+    return PolicyReport(policy, sorted(warnings, key=lambda e: (e.file, e.line, e.column)))
 
 
 def _version(sources: list[PolicySource]) -> str:
@@ -151,7 +171,11 @@ def _position(node: yaml.Node, loc: Sequence[Any], *, key: bool) -> tuple[int, i
 
 
 def _merge(
-    files: list[tuple[PolicySource, PolicyFile, yaml.Node]], version: str, errors: list[PolicyError]
+    files: list[tuple[PolicySource, PolicyFile, yaml.Node]],
+    version: str,
+    errors: list[PolicyError],
+    warnings: list[PolicyError],
+    templates: Templates | None,
 ) -> PolicySet:
     merged: dict[str, Any] = {
         "categories": {},
@@ -161,6 +185,7 @@ def _merge(
     }
     scalars: dict[str, tuple[str, Any]] = {}
     positions: dict[str, tuple[str, yaml.Node]] = {}
+    cap_positions: list[tuple[str, int, int]] = []
     for source, pf, node in files:
         for field in ("default_locale", "time_zone_fallback", "holidays"):
             value = getattr(pf, field)
@@ -193,26 +218,37 @@ def _merge(
                 merged[section][name] = value
                 positions[section + name] = (source.name, node)
         merged["frequency_caps"].extend(pf.frequency_caps)
+        for i in range(len(pf.frequency_caps)):
+            cap_positions.append(
+                (source.name, *_position(node, ["frequency_caps", i, "categories"], key=False))
+            )
 
+    locale = scalars.get("default_locale", ("", "en"))[1]
     for name, esc in merged["escalations"].items():
         src, node = positions["escalations" + name]
-        for problem, loc in _escalation_problems(name, esc, merged["categories"]):
+        found = _escalation_problems(name, esc, merged["categories"])
+        if templates is not None:
+            found += _template_problems(name, esc, templates, locale)
+        for problem, loc in found:
             line, col = _position(node, ["escalations", name, *loc], key=False)
             errors.append(PolicyError(src, line, col, problem))
-    for cap in merged["frequency_caps"]:
+        for problem, loc in _compliance_warnings(
+            name, esc, merged["categories"], merged["frequency_caps"]
+        ):
+            line, col = _position(node, ["escalations", name, *loc], key=False)
+            warnings.append(PolicyError(src, line, col, "warning: " + problem))
+    for cap, (src, line, col) in zip(merged["frequency_caps"], cap_positions, strict=True):
         for cat in cap.categories or []:
             if cat not in merged["categories"]:
                 errors.append(
-                    PolicyError(
-                        files[0][0].name, 0, 0, f"a frequency cap names unknown category {cat!r}"
-                    )
+                    PolicyError(src, line, col, f"a frequency cap names unknown category {cat!r}")
                 )
     if "default" not in merged["contact_windows"] and files:
         errors.append(PolicyError(files[0][0].name, 1, 1, "contact_windows.default is required"))
 
     return PolicySet(
         version=version,
-        default_locale=scalars.get("default_locale", ("", "en"))[1],
+        default_locale=locale,
         time_zone_fallback=scalars.get("time_zone_fallback", ("", []))[1],
         holidays=scalars.get("holidays", ("", []))[1],
         **merged,
@@ -274,3 +310,75 @@ def _later(a: Duration, b: Duration) -> bool:
         return fixed.total_seconds() if fixed is not None else d.amount * 86400.0
 
     return approx(a) > approx(b)
+
+
+def _template_problems(
+    name: str, esc: Escalation, templates: Templates, locale: str
+) -> list[tuple[str, list[Any]]]:
+    """Each template must exist, in the default locale, for every channel its step can land on."""
+    problems: list[tuple[str, list[Any]]] = []
+    for i, ladder in enumerate(esc.ladders):
+        for j, step in enumerate(ladder.steps):
+            if step.send is None:
+                continue
+            missing = [
+                channel
+                for channel in reachable(step.send)
+                if (step.send.template, channel, locale) not in templates
+            ]
+            if missing:
+                files = ", ".join(f"{c}.{locale}.j2" for c in missing)
+                problems.append(
+                    (
+                        f"escalations.{name}.ladders.{i}.steps.{j}: unknown template "
+                        f"{step.send.template!r} for {', '.join(missing)} (no {files} in "
+                        f"templates/{step.send.template}/; the step can land on "
+                        f"{', '.join(reachable(step.send))})",
+                        ["ladders", i, "steps", j, "send", "template"],
+                    )
+                )
+    return problems
+
+
+def _compliance_warnings(
+    name: str, esc: Escalation, categories: dict[str, Category], caps: list[FrequencyCap]
+) -> list[tuple[str, list[Any]]]:
+    """What loads but deserves a compliance officer's eye (`policy check --strict` fails on it)."""
+    found: list[tuple[str, list[Any]]] = []
+    category = categories.get(esc.category)
+    if category is None:
+        return found
+    if esc.category == "collections" and category.contact_windows != "enforce":
+        found.append(
+            (
+                f"{name}: a collections escalation whose category ignores contact windows",
+                ["category"],
+            )
+        )
+    if esc.category == "marketing" and category.consent != "opt_in":
+        found.append((f"{name}: a marketing escalation without consent: opt_in", ["category"]))
+    voice_capped = category.frequency_caps == "enforce" and any(
+        (
+            cap.channel in ("any", "voice")
+            or (isinstance(cap.channel, list) and "voice" in cap.channel)
+        )
+        and (cap.categories is None or esc.category in cap.categories)
+        for cap in caps
+    )
+    for i, ladder in enumerate(esc.ladders):
+        for j, step in enumerate(ladder.steps):
+            if step.send is not None and _names_voice(step.send) and not voice_capped:
+                found.append(
+                    (
+                        f"escalations.{name}.ladders.{i}.steps.{j}: a step that can call, in "
+                        f"category {esc.category!r}, which no voice frequency cap covers",
+                        ["ladders", i, "steps", j, "send", "channel"],
+                    )
+                )
+    return found
+
+
+def _names_voice(send: Send) -> bool:
+    """A step that calls by name (not merely a `preferred` that could land on a call)."""
+    named = send.channel if isinstance(send.channel, list) else [send.channel]
+    return "voice" in named or "voice" in send.fallback

@@ -7,7 +7,7 @@ Unknown keys are errors everywhere (``extra="forbid"``): a typo such as
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -114,6 +114,9 @@ class FrequencyCap(_Strict):
         counting = self.max is not None and self.per is not None
         if counting == (self.after_conversation is not None):
             raise ValueError("a cap has either max and per, or after_conversation")
+        for length in (self.per, self.after_conversation):
+            if length is not None and length.fixed is None:
+                raise ValueError("a cap looks back a fixed time: use m, h, d or w, not bd")
         if self.when is not None:
             _check_condition(self.when)
         return self
@@ -191,7 +194,7 @@ class PolicyFile(_Strict):
     version: Literal[1]
     default_locale: str | None = None
     time_zone_fallback: list[TimeZoneName] | None = None
-    holidays: list[str] | None = None
+    holidays: list[date] | None = None
     categories: dict[str, Category] = Field(default_factory=dict)
     contact_windows: dict[str, Window] = Field(default_factory=dict)
     frequency_caps: list[FrequencyCap] = Field(default_factory=list)
@@ -204,7 +207,7 @@ class PolicySet(_Strict):
     version: str
     default_locale: str = "en"
     time_zone_fallback: list[TimeZoneName] = Field(default_factory=list)
-    holidays: list[str] = Field(default_factory=list)
+    holidays: list[date] = Field(default_factory=list)
     categories: dict[str, Category]
     contact_windows: dict[str, Window]
     frequency_caps: list[FrequencyCap]

@@ -1,10 +1,13 @@
 """What the engine remembers per customer, between one input and the next.
 
 One value per customer, stored by the driver (a Faust table in the worker, a
-dict in the simulator): the engine gets it, and returns the next one.
+dict in the simulator): the engine gets it, and returns the next one. Timers
+are part of it (`Case.due`), so they survive whatever the driver survives.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -12,9 +15,11 @@ from schemas.customer import Preferences, Profile
 from schemas.types import Channel
 
 
-class ConsentRecord(BaseModel):
+class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+
+class ConsentRecord(_Frozen):
     channel: Channel
     address: str
     status: str
@@ -22,10 +27,51 @@ class ConsentRecord(BaseModel):
     at: AwareDatetime
 
 
-class Case(BaseModel):
-    """One open escalation for one account (or customer)."""
+class Contact(_Frozen):
+    """One message the engine decided to send: what frequency caps count."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    at: AwareDatetime
+    channel: Channel
+    category: str
+    account_id: str | None = None
+
+
+class Conversation(_Frozen):
+    """A call a person answered: the after-conversation rule counts from it."""
+
+    at: AwareDatetime
+    account_id: str | None = None
+
+
+class Cease(_Frozen):
+    """A cease-communication request: for one account (debt), or all when account_id is None."""
+
+    at: AwareDatetime
+    account_id: str | None = None
+    channel: Channel | None = Field(default=None, description="only this channel, when set")
+
+
+class Pending(_Frozen):
+    """A step waiting for its instant: a later rung, or one a guard deferred."""
+
+    step: int
+    due: AwareDatetime
+    groups: tuple[int, ...] | None = Field(
+        default=None, description="candidate groups still to send (a partly sent step)"
+    )
+    tried: tuple[Channel, ...] = Field(
+        default=(), description="channels that failed permanently for this step"
+    )
+
+
+class SentRef(_Frozen):
+    step: int
+    group: int
+    channel: Channel
+
+
+class Case(_Frozen):
+    """One open escalation for one account (or customer)."""
 
     case_id: str
     escalation: str
@@ -33,13 +79,24 @@ class Case(BaseModel):
     account_id: str | None
     opened_at: AwareDatetime
     cause_event_id: str
-    next_step: int = 0
+    origin: AwareDatetime = Field(description="what `after` counts from; moved by pauses")
+    pending: tuple[Pending, ...] = ()
+    paused_at: AwareDatetime | None = None
+    resume_on: str | None = None
+    received: tuple[str, ...] = Field(default=(), description="event types seen on this case")
+    steps_sent: int = 0
+    sent: dict[str, SentRef] = Field(default_factory=dict, description="by notification id")
     data: dict[str, object] = Field(default_factory=dict, description="the trigger's data")
 
+    @property
+    def due(self) -> datetime | None:
+        """When the next pending step falls due; None while paused or when none is left."""
+        if self.paused_at is not None or not self.pending:
+            return None
+        return min(p.due for p in self.pending)
 
-class CustomerState(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
+class CustomerState(_Frozen):
     customer_id: str
     profile: Profile = Field(default_factory=Profile)
     preferences: Preferences = Field(default_factory=Preferences)
@@ -47,7 +104,18 @@ class CustomerState(BaseModel):
         default_factory=dict, description="by 'channel:address'; the latest change wins"
     )
     cases: dict[str, Case] = Field(default_factory=dict)
+    contacts: tuple[Contact, ...] = Field(
+        default=(), description="recent sends, kept as long as the longest cap looks back"
+    )
+    conversations: tuple[Conversation, ...] = ()
+    ceases: tuple[Cease, ...] = ()
 
     @staticmethod
     def consent_key(channel: str, address: str) -> str:
         return f"{channel}:{address.lower()}"
+
+    @property
+    def due(self) -> datetime | None:
+        """The customer's next timer: the earliest due step over the open cases."""
+        dues = [d for d in (c.due for c in self.cases.values()) if d is not None]
+        return min(dues) if dues else None

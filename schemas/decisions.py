@@ -17,6 +17,7 @@ from schemas.types import Channel, Identifier
 Action = Literal[
     "opened",
     "sent",
+    "dispatched",
     "deferred",
     "suppressed",
     "paused",
@@ -53,12 +54,16 @@ class Decision(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
-def sent_decision(request: NotificationRequest, at: datetime, **extra: Any) -> Decision:
-    """The ledger row for a notification the channel accepted."""
+def dispatched_decision(request: NotificationRequest, at: datetime, **extra: Any) -> Decision:
+    """The ledger row for a notification the channel accepted.
+
+    The engine's `sent` row is the decision to send; this one is the provider's
+    acceptance of that message, so an explanation shows both.
+    """
     return Decision(
         at=at,
         customer_id=request.customer_id,
-        action="sent",
+        action="dispatched",
         reason="channel_accepted",
         account_id=request.account_id,
         case_id=request.case_id,

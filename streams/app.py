@@ -28,7 +28,7 @@ from policies.loader import load_directory
 from policies.model import PolicySet
 from policies.state import CustomerState
 from schemas.dead_letters import DeadLetter, RejectCode
-from schemas.decisions import Decision, sent_decision
+from schemas.decisions import Decision, dispatched_decision
 from schemas.intake import Rejection, check_event
 from schemas.notifications import NotificationRequest
 from streams import topics
@@ -189,7 +189,7 @@ async def _deliver(
         return _failed(request, at, "template_error", str(exc))
     result = await channel.send(message)
     if result.outcome == "accepted":
-        return sent_decision(
+        return dispatched_decision(
             request, at, provider=result.provider, provider_message_id=result.provider_message_id
         )
     return _failed(request, at, f"{result.outcome}_failure", result.detail, result.error_code)
@@ -203,7 +203,7 @@ def _failed(
     error_code: str | None = None,
 ) -> Decision:
     extra: dict[str, Any] = {"error_code": error_code} if error_code else {}
-    return sent_decision(request, at).model_copy(
+    return dispatched_decision(request, at).model_copy(
         update={"action": "failed", "reason": reason, "detail": detail, "extra": extra}
     )
 

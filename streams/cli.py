@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
-from policies.loader import PolicyLoadError, load_directory
 from streams.settings import Settings, SettingsError
 
 
@@ -32,8 +32,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     policy = sub.add_parser("policy", help="work with policy files").add_subparsers(
         dest="policy_command", required=True
     )
-    check = policy.add_parser("check", help="validate a policy directory")
+    check = policy.add_parser(
+        "check", help="validate a policy directory (errors exit 1; --strict fails on warnings)"
+    )
     check.add_argument("directory", type=Path)
+    check.add_argument("--templates", type=Path, help="template directory (default: beside)")
+    check.add_argument("--strict", action="store_true", help="compliance warnings fail too")
+    sim = policy.add_parser(
+        "simulate", help="replay events on a virtual clock and print every decision"
+    )
+    sim.add_argument("--policies", type=Path, required=True)
+    sim.add_argument("--events", type=Path, required=True, help="a JSONL file of events")
+    sim.add_argument(
+        "--until",
+        type=_instant,
+        help="fire timers up to this ISO-8601 instant (default: 30 days after the last event)",
+    )
+    sim.add_argument("--format", choices=("table", "jsonl"), default="table")
+    sim.add_argument("--templates", type=Path, help="template directory (default: beside)")
 
     args = parser.parse_args(argv)
     try:
@@ -54,8 +70,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"clarion demo: {exc}", file=sys.stderr)
                 return 1
             return 0
-        if args.command == "policy" and args.policy_command == "check":
-            return _policy_check(args.directory)
+        if args.command == "policy":
+            from streams import policy_cli
+
+            if args.policy_command == "check":
+                return policy_cli.check(
+                    args.directory, args.templates, args.strict, sys.stdout, sys.stderr
+                )
+            if args.policy_command == "simulate":
+                if not args.events.is_file():
+                    print(f"clarion: {args.events}: no such file", file=sys.stderr)
+                    return 1
+                return policy_cli.simulate_command(
+                    args.policies,
+                    args.events,
+                    args.until,
+                    args.format,
+                    args.templates,
+                    sys.stdout,
+                    sys.stderr,
+                )
     except SettingsError as exc:
         print(f"clarion: {exc}", file=sys.stderr)
         return 2
@@ -65,15 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _policy_check(directory: Path) -> int:
+def _instant(text: str) -> datetime:
     try:
-        policy = load_directory(directory)
-    except PolicyLoadError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        return 1
-    print(f"{directory}: {len(policy.escalations)} escalations, version {policy.version}")
-    return 0
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 instant") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-12-31T00:00:00Z")
+    return value
 
 
 if __name__ == "__main__":

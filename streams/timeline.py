@@ -44,7 +44,7 @@ def render(
 def _line(d: Decision, zone: str | None) -> str:
     when = _stamp(d.at, zone)
     what = d.action
-    if d.action in ("sent", "failed"):
+    if d.action in ("sent", "dispatched", "failed"):
         tail = f"{d.channel:<5} {d.template}  -> {mask(d.recipient or '')}"
         if d.action == "failed":
             tail += f"  ({d.reason}: {d.detail})"

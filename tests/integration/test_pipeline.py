@@ -130,9 +130,12 @@ def test_stories_and_malformed_messages(settings: Settings, worker: object) -> N
     assert len(outbox) == len({m["notification_id"] for m in outbox})
     assert all(m["body"] for m in outbox)
 
-    # `decisions` holds a `sent` record for each message in the outbox.
+    # The engine's `sent` decisions and the dispatcher's `dispatched` rows match the outbox.
     sent = {d.notification_id for d in decisions if d.action == "sent"}
-    assert sent == {m["notification_id"] for m in outbox}
+    dispatched = {d.notification_id for d in decisions if d.action == "dispatched"}
+    failed = [d for d in decisions if d.action == "failed"]
+    assert failed == []
+    assert sent == dispatched == {m["notification_id"] for m in outbox}
 
     # No valid event lost: every triggering or stopping story event left a decision.
     causes = {d.cause_event_id for d in decisions}

@@ -1,4 +1,4 @@
-"""The dispatcher's outcome for one request: `sent` when the channel accepts, `failed` otherwise."""
+"""The dispatcher's outcome for one request: `dispatched` on acceptance, else `failed`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.conftest import POLICIES
 from tests.unit.test_shell_helpers import request
 
 
-async def test_an_accepted_message_is_recorded_as_sent(tmp_path: Path) -> None:
+async def test_an_accepted_message_is_recorded_as_dispatched(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox.jsonl"
     decision = await _deliver(
         request("payment-missed", "sms"),
@@ -20,7 +20,7 @@ async def test_an_accepted_message_is_recorded_as_sent(tmp_path: Path) -> None:
         SandboxChannel(outbox),
         Settings(clock="event"),
     )
-    assert (decision.action, decision.reason) == ("sent", "channel_accepted")
+    assert (decision.action, decision.reason) == ("dispatched", "channel_accepted")
     assert [m["notification_id"] for m in read_outbox(outbox)] == [decision.notification_id]
 
 

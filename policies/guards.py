@@ -1,0 +1,179 @@
+"""The compliance guards a send must pass at its instant: contact windows and frequency caps.
+
+Each guard says not only "no" but "not before when": windows from their
+boundaries, caps from the moment the oldest counted contact leaves the rolling
+window. The earliest instant every guard allows is their common fixed point,
+so a blocked step is deferred to a computed instant, never polled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from policies.conditions import holds
+from policies.model import Category, FrequencyCap, PolicySet, Window
+from policies.state import CustomerState
+from policies.windows import next_allowed
+from schemas.types import Channel
+
+_MAX_ROUNDS = 32
+"""Window and cap hand the instant back and forth; a handful of rounds always settles it."""
+
+
+@dataclass(frozen=True, slots=True)
+class GuardBlock:
+    reason: str
+    """`contact_window` or `frequency_cap`: the guard that says no now."""
+    detail: str
+    until: datetime | None
+    """The earliest instant every guard allows; None if none in the windows' horizon."""
+
+
+Facts = Callable[[], Mapping[str, Any]]
+
+
+def zones(state: CustomerState, policy: PolicySet) -> list[str]:
+    """Every zone the customer may be in; none known means every fallback zone."""
+    return list(state.profile.time_zones) or list(policy.time_zone_fallback) or ["UTC"]
+
+
+def window_for(policy: PolicySet, channel: Channel) -> Window:
+    return policy.contact_windows.get(channel) or policy.contact_windows["default"]
+
+
+def check(
+    state: CustomerState,
+    policy: PolicySet,
+    category_name: str,
+    category: Category,
+    channel: Channel,
+    account_id: str | None,
+    now: datetime,
+    facts: Facts,
+) -> GuardBlock | None:
+    """None when `channel` may be used at `now`; else which guard blocks, and until when."""
+    window = window_for(policy, channel) if category.contact_windows == "enforce" else None
+    caps = (
+        applicable_caps(policy, category_name, channel, facts)
+        if category.frequency_caps == "enforce"
+        else []
+    )
+    where = zones(state, policy)
+    quiet = state.preferences.quiet_hours
+
+    def window_free(at: datetime) -> datetime | None:
+        return at if window is None else next_allowed(at, where, window, quiet)
+
+    def caps_free(at: datetime) -> tuple[datetime, str] | None:
+        latest: tuple[datetime, str] | None = None
+        for cap in caps:
+            free = cap_free_at(state, cap, channel, account_id, at)
+            if free is not None and (latest is None or free[0] > latest[0]):
+                latest = free
+        return latest
+
+    first_window = window_free(now)
+    first_cap = caps_free(now)
+    if first_window == now and first_cap is None:
+        return None
+    if first_window != now:
+        reason = "contact_window"
+        detail = f"outside the {channel} window in {', '.join(where)}"
+    else:
+        assert first_cap is not None
+        reason, detail = "frequency_cap", first_cap[1]
+    at: datetime | None = now
+    for _ in range(_MAX_ROUNDS):
+        assert at is not None
+        at = window_free(at)
+        if at is None:
+            break
+        blocked = caps_free(at)
+        if blocked is None:
+            return GuardBlock(reason, detail, at)
+        at = blocked[0]
+    return GuardBlock(reason, detail + "; no allowed instant found", None)
+
+
+def applicable_caps(
+    policy: PolicySet, category_name: str, channel: Channel, facts: Facts
+) -> list[FrequencyCap]:
+    """Every cap that counts this send: its channel and category match and its `when` holds."""
+    found = []
+    for cap in policy.frequency_caps:
+        if not _channel_matches(cap, channel):
+            continue
+        if cap.categories is not None and category_name not in cap.categories:
+            continue
+        if cap.when is not None and not holds(cap.when, facts()):
+            continue
+        found.append(cap)
+    return found
+
+
+def cap_free_at(
+    state: CustomerState,
+    cap: FrequencyCap,
+    channel: Channel,
+    account_id: str | None,
+    at: datetime,
+) -> tuple[datetime, str] | None:
+    """None when `cap` allows a send at `at`; else the instant it will, and why not now."""
+    if cap.after_conversation is not None:
+        look = cap.after_conversation.fixed
+        assert look is not None
+        talks = [
+            c.at
+            for c in state.conversations
+            if (cap.scope == "customer" or c.account_id == account_id) and at - look < c.at <= at
+        ]
+        if not talks:
+            return None
+        return max(
+            talks
+        ) + look, f"a conversation took place; no {channel} for {cap.after_conversation}"
+    assert cap.max is not None and cap.per is not None
+    per = cap.per.fixed
+    assert per is not None
+    counted = sorted(
+        c.at
+        for c in state.contacts
+        if at - per < c.at <= at
+        and _channel_matches(cap, c.channel)
+        and (cap.categories is None or c.category in cap.categories)
+        and (cap.scope == "customer" or c.account_id == account_id)
+    )
+    if len(counted) < cap.max:
+        return None
+    return (
+        counted[len(counted) - cap.max] + per,
+        f"{len(counted)} of at most {cap.max} {_channels(cap)} contacts per {cap.per} "
+        f"for this {cap.scope}",
+    )
+
+
+def lookback(policy: PolicySet) -> timedelta:
+    """How long contacts and conversations must be remembered for the caps to count them."""
+    longest = timedelta(0)
+    for cap in policy.frequency_caps:
+        for length in (cap.per, cap.after_conversation):
+            if length is not None and length.fixed is not None:
+                longest = max(longest, length.fixed)
+    return longest
+
+
+def _channel_matches(cap: FrequencyCap, channel: Channel) -> bool:
+    if cap.channel == "any":
+        return True
+    if isinstance(cap.channel, list):
+        return channel in cap.channel
+    return cap.channel == channel
+
+
+def _channels(cap: FrequencyCap) -> str:
+    if isinstance(cap.channel, list):
+        return "/".join(cap.channel)
+    return str(cap.channel)

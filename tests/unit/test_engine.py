@@ -1,0 +1,457 @@
+"""The engine, one behaviour and one reason code at a time, on small policies written here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from policies.engine import Outcome, Tick, decide
+from policies.loader import PolicySource, load_sources
+from policies.model import PolicySet
+from policies.simulator import Simulator
+from policies.state import CustomerState
+from schemas.decisions import Decision
+from schemas.events import Event, event_from_dict
+from schemas.notifications import DeliveryReceipt
+from tests import samples
+
+GUARDS = """
+version: 1
+default_locale: en
+time_zone_fallback: [America/New_York, America/Los_Angeles]
+categories:
+  collections: {contact_windows: enforce, frequency_caps: enforce, honours_cease: true}
+  service:     {contact_windows: enforce, frequency_caps: enforce, honours_cease: false}
+  notices:
+    {contact_windows: ignore, frequency_caps: exempt, honours_cease: false, required: true}
+  marketing:   {contact_windows: enforce, frequency_caps: enforce, consent: opt_in}
+contact_windows:
+  default: {start: "08:00", end: "21:00"}
+  voice:   {days: [mon, tue, wed, thu, fri], start: "09:00", end: "20:00"}
+frequency_caps:
+  - {channel: sms, max: 2, per: 1d, scope: customer}
+  - {channel: voice, max: 7, per: 7d, scope: account}
+  - {channel: voice, after_conversation: 7d, scope: account}
+"""
+
+# Friday 2026-11-20 15:00Z is 09:00 in Chicago: inside every window.
+FRI_0900_CHI = datetime(2026, 11, 20, 15, tzinfo=UTC)
+
+
+def policy_of(escalations: str, guards: str = GUARDS) -> PolicySet:
+    return load_sources([PolicySource("00.yaml", guards), PolicySource("10.yaml", escalations)])
+
+
+def event(type_: str, at: datetime, account: str | None = "A-1", **data: Any) -> Event:
+    raw = samples.event(type_, occurred_at=at.isoformat(), account_id=account)
+    raw["data"].update(data)
+    raw["event_id"] = f"evt-{type_}-{at.isoformat()}"
+    return event_from_dict(raw)
+
+
+def customer(policy: PolicySet, **profile: Any) -> CustomerState:
+    data = {**samples.DATA["customer.profile.updated"], **profile}
+    e = event("customer.profile.updated", FRI_0900_CHI - timedelta(days=30), None, **data)
+    return decide(CustomerState(customer_id="C-1"), e, e.occurred_at, policy).state
+
+
+def prefer(policy: PolicySet, state: CustomerState, **prefs: Any) -> CustomerState:
+    raw = samples.event("customer.preferences.updated", data=prefs)
+    e = event_from_dict(raw)
+    return decide(state, e, e.occurred_at, policy).state
+
+
+def rows(outcome: Outcome) -> list[tuple[str, str]]:
+    return [(d.action, d.reason) for d in outcome.decisions]
+
+
+def run(policy: PolicySet, state: CustomerState, *events: Event, until: datetime) -> list[Decision]:
+    sim = Simulator(policy)
+    sim.states[state.customer_id] = state
+    if state.due is not None:
+        sim._timers.append((state.due, state.customer_id))
+    found: list[Decision] = []
+    for e in events:
+        found += sim.apply(e)
+    return found + sim.advance(until)
+
+
+ONE_SMS = """
+version: 1
+escalations:
+  nudge:
+    trigger: payment.missed
+    category: collections
+    stop_on: [payment.received]
+    ladders:
+      - name: only
+        steps:
+          - {after: 0h, send: {channel: sms, template: t, fallback: [email]}}
+"""
+
+
+def test_sent_at_once_then_closed() -> None:
+    policy = policy_of(ONE_SMS)
+    out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    assert rows(out) == [
+        ("opened", "payment.missed"),
+        ("sent", "step_due"),
+        ("closed", "ladder_complete"),
+    ]
+    sent = out.decisions[1]
+    assert (sent.channel, sent.recipient, sent.template) == ("sms", "+13125550101", "t")
+    assert [n.notification_id for n in out.notifications] == [sent.notification_id]
+    assert out.state.cases == {} and out.state.due is None
+
+
+def test_fallback_when_the_channel_cannot_reach_the_customer() -> None:
+    policy = policy_of(ONE_SMS)
+    state = customer(policy, phones=[{"number": "+15055550103", "type": "landline"}])
+    out = decide(state, event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    sent = out.decisions[1]
+    assert (sent.action, sent.reason, sent.channel) == ("sent", "fallback", "email")
+    assert sent.detail and "landline" in sent.detail
+
+
+@pytest.mark.parametrize(
+    ("profile", "prefs", "reason"),
+    [
+        ({"phones": [], "emails": []}, {}, "no_contact_point"),
+        (
+            {
+                "phones": [{"number": "+13125550101", "type": "mobile", "sms_consent": False}],
+                "emails": [{"address": "w@example.com", "type": "work"}],
+            },
+            {},
+            "no_consent",
+        ),
+        ({}, {"channels": {"sms": False, "email": False}}, "opted_out"),
+    ],
+)
+def test_suppressed_when_no_channel_is_left(
+    profile: dict[str, Any], prefs: dict[str, Any], reason: str
+) -> None:
+    policy = policy_of(ONE_SMS)
+    state = prefer(policy, customer(policy, **profile), **prefs)
+    out = decide(state, event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    assert ("suppressed", reason) in rows(out) and out.notifications == []
+
+
+def test_a_category_opt_out_suppresses_and_marketing_needs_an_opt_in() -> None:
+    policy = policy_of(ONE_SMS + OFFER)
+    state = prefer(policy, customer(policy), categories={"collections": False})
+    out = decide(state, event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    assert ("suppressed", "opted_out") in rows(out)
+    out = decide(state, event("offer.available", FRI_0900_CHI, None), FRI_0900_CHI, policy)
+    assert ("suppressed", "opt_in_required") in rows(out)
+    opted = prefer(policy, state, categories={"marketing": True})
+    out = decide(opted, event("offer.available", FRI_0900_CHI, None), FRI_0900_CHI, policy)
+    assert ("sent", "step_due") in rows(out)
+
+
+OFFER = """
+  offer:
+    trigger: offer.available
+    category: marketing
+    case: customer
+    ladders:
+      - name: offer
+        steps:
+          - {after: 0h, send: {channel: email, template: offer}}
+"""
+
+
+def test_deferred_to_the_window_then_sent_by_the_timer() -> None:
+    policy = policy_of(ONE_SMS)
+    night = datetime(2026, 11, 20, 11, tzinfo=UTC)  # 05:00 in Chicago
+    out = decide(customer(policy), event("payment.missed", night), night, policy)
+    deferred = out.decisions[1]
+    assert (deferred.action, deferred.reason) == ("deferred", "contact_window")
+    assert deferred.until == datetime(2026, 11, 20, 14, tzinfo=UTC)  # 08:00 in Chicago
+    assert out.state.due == deferred.until
+    early = decide(out.state, Tick("C-1"), deferred.until - timedelta(seconds=1), policy)
+    assert early.decisions == []
+    fired = decide(out.state, Tick("C-1"), deferred.until, policy)
+    assert rows(fired) == [("sent", "step_due"), ("closed", "ladder_complete")]
+
+
+def test_skip_when_a_guard_blocks_and_the_step_says_skip() -> None:
+    policy = policy_of(
+        ONE_SMS.replace("fallback: [email]}}", "fallback: [email]}, on_blocked: skip}")
+    )
+    night = datetime(2026, 11, 20, 11, tzinfo=UTC)
+    out = decide(customer(policy), event("payment.missed", night), night, policy)
+    assert ("suppressed", "contact_window") in rows(out) and out.state.cases == {}
+
+
+def test_on_blocked_fallback_uses_a_channel_whose_guards_allow() -> None:
+    calls = ONE_SMS.replace(
+        "{channel: sms, template: t, fallback: [email]}}",
+        "{channel: voice, template: t, fallback: [email]}, on_blocked: fallback}",
+    )
+    policy = policy_of(calls)
+    saturday = datetime(2026, 11, 21, 15, tzinfo=UTC)  # no calls on Saturday; email is fine
+    out = decide(customer(policy), event("payment.missed", saturday), saturday, policy)
+    sent = [d for d in out.decisions if d.action == "sent"]
+    assert [(d.channel, d.reason) for d in sent] == [("email", "fallback")]
+
+
+def test_frequency_cap_defers_until_the_oldest_contact_leaves_the_window() -> None:
+    policy = policy_of(ONE_SMS.replace("stop_on: [payment.received]", "on_retrigger: restart"))
+    state = customer(policy)
+    times = [FRI_0900_CHI, FRI_0900_CHI + timedelta(hours=1), FRI_0900_CHI + timedelta(hours=2)]
+    outs = []
+    for at in times:
+        out = decide(state, event("payment.missed", at), at, policy)
+        state, outs = out.state, [*outs, out]
+    third = [d for d in outs[2].decisions if d.action == "deferred"]
+    assert [(d.reason, d.until) for d in third] == [("frequency_cap", times[0] + timedelta(days=1))]
+    counted = [d for o in outs for d in o.decisions if d.action == "sent"]
+    assert len(counted) == 2
+
+
+TWO_CALLS = """
+version: 1
+escalations:
+  call:
+    trigger: payment.missed
+    category: collections
+    ladders:
+      - name: calls
+        steps:
+          - {after: 0h, send: {channel: voice, template: call}}
+          - {after: 3d, send: {channel: voice, template: call}}
+"""
+
+
+def test_after_a_conversation_no_call_for_seven_days() -> None:
+    policy = policy_of(TWO_CALLS)
+    out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    talked_at = FRI_0900_CHI + timedelta(minutes=5)
+    answered = DeliveryReceipt(
+        notification_id=out.notifications[0].notification_id,
+        customer_id="C-1",
+        channel="voice",
+        provider="twilio",
+        status="completed",
+        answered_by="human",
+        at=talked_at,
+    )
+    state = decide(out.state, answered, talked_at, policy).state
+    next_day = decide(state, Tick("C-1"), FRI_0900_CHI + timedelta(days=3), policy)
+    deferred = [d for d in next_day.decisions if d.action == "deferred"]
+    assert [(d.reason, d.until) for d in deferred] == [
+        ("frequency_cap", talked_at + timedelta(days=7))
+    ]
+
+
+def test_cease_suppresses_honouring_categories_only() -> None:
+    policy = policy_of(ONE_SMS + NOTICE)
+    state = customer(policy)
+    ceased = decide(state, event("cease.requested", FRI_0900_CHI, None), FRI_0900_CHI, policy).state
+    out = decide(ceased, event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    assert rows(out) == [("suppressed", "cease")]
+    out = decide(ceased, event("policy.changed", FRI_0900_CHI, None), FRI_0900_CHI, policy)
+    assert ("sent", "step_due") in rows(out)
+
+
+NOTICE = """
+  terms:
+    trigger: policy.changed
+    category: notices
+    case: customer
+    ladders:
+      - name: notice
+        steps:
+          - {after: 0h, send: {channel: email, template: terms, fallback: [sms]}}
+"""
+
+
+def test_a_required_notice_with_no_channel_left_becomes_a_letter() -> None:
+    policy = policy_of(ONE_SMS + NOTICE)
+    state = prefer(
+        policy,
+        customer(policy, phones=[], emails=[]),
+        categories={"notices": False},
+    )
+    out = decide(state, event("policy.changed", FRI_0900_CHI, None), FRI_0900_CHI, policy)
+    assert ("handoff", "letter") in rows(out)
+
+
+LADDER = """
+version: 1
+escalations:
+  collect:
+    trigger: payment.missed
+    category: collections
+    stop_on: [payment.received]
+    pause_on: {dispute.opened: dispute.resolved}
+    switch_on: {hardship.reported: hardship}
+    ladders:
+      - name: standard
+        steps:
+          - {after: 0h, send: {channel: email, template: first}}
+          - after: 2d
+            send: {channel: email, template: second}
+            unless_received: [payment_plan.agreed]
+          - after: 3bd
+            send: {channel: email, template: third}
+            when: {data.amount_due: {gte: 100}}
+          - {after: 10d, handoff: agent}
+      - name: hardship
+        steps:
+          - {after: 1d, send: {channel: email, template: help}}
+"""
+
+
+def test_stop_ends_the_case_and_nothing_follows() -> None:
+    policy = policy_of(LADDER)
+    decisions = run(
+        policy,
+        customer(policy),
+        event("payment.missed", FRI_0900_CHI),
+        event("payment.received", FRI_0900_CHI + timedelta(days=1)),
+        until=FRI_0900_CHI + timedelta(days=30),
+    )
+    assert [(d.action, d.template or d.reason) for d in decisions] == [
+        ("opened", "payment.missed"),
+        ("sent", "first"),
+        ("stopped", "payment.received"),
+    ]
+
+
+def test_business_days_skip_the_weekend_and_when_and_unless_received_skip_steps() -> None:
+    policy = policy_of(LADDER)
+    decisions = run(
+        policy,
+        customer(policy),
+        event("payment.missed", FRI_0900_CHI, amount_due="50.00"),
+        event("payment_plan.agreed", FRI_0900_CHI + timedelta(hours=1)),
+        until=FRI_0900_CHI + timedelta(days=30),
+    )
+    got = [(d.at, d.action, d.reason, d.step) for d in decisions if d.step is not None]
+    wednesday = datetime(2026, 11, 25, 15, tzinfo=UTC)  # 3 business days after Friday 09:00
+    assert got == [
+        (FRI_0900_CHI, "sent", "step_due", 0),
+        (FRI_0900_CHI + timedelta(days=2), "suppressed", "already_received", 1),
+        (wednesday, "suppressed", "step_condition", 2),
+        (FRI_0900_CHI + timedelta(days=10), "handoff", "agent", 3),
+    ]
+
+
+def test_a_pause_freezes_the_clock_and_resume_moves_every_step_later() -> None:
+    policy = policy_of(LADDER)
+    decisions = run(
+        policy,
+        customer(policy),
+        event("payment.missed", FRI_0900_CHI),
+        event("dispute.opened", FRI_0900_CHI + timedelta(days=1)),
+        event("dispute.resolved", FRI_0900_CHI + timedelta(days=6)),
+        until=FRI_0900_CHI + timedelta(days=30),
+    )
+    second = next(d for d in decisions if d.template == "second")
+    assert second.at == FRI_0900_CHI + timedelta(days=2 + 5)
+    assert [d.action for d in decisions if d.action in ("paused", "resumed")] == [
+        "paused",
+        "resumed",
+    ]
+    assert not [
+        d
+        for d in decisions
+        if d.action == "sent"
+        and FRI_0900_CHI + timedelta(days=1) <= d.at < FRI_0900_CHI + timedelta(days=6)
+    ]
+
+
+def test_switch_moves_the_case_to_the_named_ladder_counting_from_the_switch() -> None:
+    policy = policy_of(LADDER)
+    switch_at = FRI_0900_CHI + timedelta(days=1)
+    decisions = run(
+        policy,
+        customer(policy),
+        event("payment.missed", FRI_0900_CHI),
+        event("hardship.reported", switch_at),
+        until=FRI_0900_CHI + timedelta(days=30),
+    )
+    after = [(d.action, d.template, d.at) for d in decisions if d.at >= switch_at]
+    assert after == [
+        ("switched", None, switch_at),
+        ("sent", "help", switch_at + timedelta(days=1)),
+        ("closed", None, switch_at + timedelta(days=1)),
+    ]
+
+
+def test_retrigger_keep_records_the_open_case_and_restart_replaces_it() -> None:
+    policy = policy_of(LADDER)
+    state = decide(
+        customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy
+    ).state
+    again = event("payment.missed", FRI_0900_CHI + timedelta(hours=1))
+    out = decide(state, again, again.occurred_at, policy)
+    assert rows(out) == [("suppressed", "case_open")]
+    assert out.state.cases.keys() == state.cases.keys()
+    restart = policy_of(LADDER.replace("stop_on:", "on_retrigger: restart\n    stop_on:"))
+    state = decide(
+        customer(restart), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, restart
+    ).state
+    out = decide(state, again, again.occurred_at, restart)
+    assert rows(out)[:3] == [
+        ("closed", "restarted"),
+        ("opened", "payment.missed"),
+        ("sent", "step_due"),
+    ]
+
+
+def test_no_ladder_whose_when_holds() -> None:
+    big_only = ONE_SMS.replace(
+        "      - name: only\n", "      - name: only\n        when: {data.amount_due: {gte: 1000}}\n"
+    )
+    policy = policy_of(big_only)
+    out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    assert rows(out) == [("suppressed", "no_ladder")]
+
+
+def test_a_permanent_failure_moves_the_step_to_its_fallback_and_delivery_is_recorded() -> None:
+    policy = policy_of(
+        ONE_SMS.replace(
+            "template: t, fallback: [email]}}",
+            "template: t, fallback: [email]}}\n          - {after: 1d, handoff: agent}",
+        )
+    )
+    out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    sms = out.notifications[0]
+    failed = DeliveryReceipt(
+        notification_id=sms.notification_id,
+        customer_id="C-1",
+        channel="sms",
+        provider="twilio",
+        status="undelivered",
+        at=FRI_0900_CHI + timedelta(minutes=1),
+    )
+    then = decide(out.state, failed, failed.at, policy)
+    assert [(n.channel, n.template) for n in then.notifications] == [("email", "t")]
+    email = then.notifications[0]
+    delivered = failed.model_copy(
+        update={"notification_id": email.notification_id, "channel": "email", "status": "delivered"}
+    )
+    done = decide(then.state, delivered, delivered.at, policy)
+    assert rows(done) == [("delivered", "delivered")]
+
+
+def test_now_must_be_aware() -> None:
+    policy = policy_of(ONE_SMS)
+    with pytest.raises(ValueError, match="aware"):
+        decide(
+            customer(policy), event("payment.missed", FRI_0900_CHI), datetime(2026, 11, 20), policy
+        )
+
+
+def test_notification_ids_are_deterministic() -> None:
+    policy = policy_of(ONE_SMS)
+    state = customer(policy)
+    missed = event("payment.missed", FRI_0900_CHI)
+    first = decide(state, missed, FRI_0900_CHI, policy).notifications
+    second = decide(state, missed, FRI_0900_CHI, policy).notifications
+    assert [n.notification_id for n in first] == [n.notification_id for n in second]
