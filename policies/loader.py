@@ -17,7 +17,18 @@ import yaml
 from pydantic import ValidationError
 
 from policies.contacts import reachable
-from policies.model import Category, Duration, Escalation, FrequencyCap, PolicyFile, PolicySet, Send
+from policies.model import (
+    Category,
+    Condition,
+    Duration,
+    Escalation,
+    FrequencyCap,
+    PolicyFile,
+    PolicySet,
+    Send,
+)
+from schemas.customer import Preferences, Profile
+from schemas.events import EVENT_DATA
 
 SUFFIXES = (".yaml", ".yml")
 
@@ -227,6 +238,7 @@ def _merge(
     for name, esc in merged["escalations"].items():
         src, node = positions["escalations" + name]
         found = _escalation_problems(name, esc, merged["categories"])
+        found += _path_problems(name, esc)
         if templates is not None:
             found += _template_problems(name, esc, templates, locale)
         for problem, loc in found:
@@ -382,3 +394,38 @@ def _names_voice(send: Send) -> bool:
     """A step that calls by name (not merely a `preferred` that could land on a call)."""
     named = send.channel if isinstance(send.channel, list) else [send.channel]
     return "voice" in named or "voice" in send.fallback
+
+
+CASE_FACTS = frozenset({"steps_sent", "ladder", "escalation", "account_id", "paused", "received"})
+CUSTOMER_FACTS = (
+    frozenset(Profile.model_fields)
+    | frozenset(Preferences.model_fields)
+    | {
+        "email",
+        "phone",
+    }
+)
+
+
+def _path_problems(name: str, esc: Escalation) -> list[tuple[str, list[Any]]]:
+    """A condition on a field that cannot exist is a typo that would silently never hold."""
+    problems: list[tuple[str, list[Any]]] = []
+    data_fields = frozenset(EVENT_DATA[esc.trigger].model_fields)
+    places: list[tuple[Condition | None, list[Any]]] = []
+    for i, ladder in enumerate(esc.ladders):
+        places.append((ladder.when, ["ladders", i, "when"]))
+        places += [(s.when, ["ladders", i, "steps", j, "when"]) for j, s in enumerate(ladder.steps)]
+    for condition, loc in places:
+        for path in condition or {}:
+            root, _, rest = path.partition(".")
+            head = rest.split(".")[0]
+            known = {"data": data_fields, "customer": CUSTOMER_FACTS, "case": CASE_FACTS}[root]
+            if head not in known:
+                problems.append(
+                    (
+                        f"escalations.{name}: condition on unknown path {path!r} "
+                        f"(known under {root}.: {', '.join(sorted(known))})",
+                        [*loc, path],
+                    )
+                )
+    return problems

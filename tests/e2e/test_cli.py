@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -67,3 +68,57 @@ def test_worker_names_a_bad_setting() -> None:
     )
     assert result.returncode == 2
     assert "CLARION_PARTITIONS" in result.stderr
+
+
+def test_policy_check_strict_fails_on_a_compliance_warning(tmp_path: Path) -> None:
+    shutil.copytree(POLICIES, tmp_path / "p")
+    path = tmp_path / "p" / "00-guards.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "collections: {contact_windows: enforce", "collections: {contact_windows: ignore"
+        )
+    )
+    lenient = clarion("policy", "check", str(tmp_path / "p"))
+    assert lenient.returncode == 0 and "1 warnings" in lenient.stdout
+    assert "ignores contact windows" in lenient.stderr
+    strict = clarion("policy", "check", "--strict", str(tmp_path / "p"))
+    assert strict.returncode == 1
+
+
+def test_policy_check_finds_templates_beside_or_given(tmp_path: Path) -> None:
+    shutil.copytree(POLICIES, tmp_path / "p")
+    shutil.rmtree(tmp_path / "p" / "templates" / "final-notice")
+    missing = clarion("policy", "check", str(tmp_path / "p"))
+    assert missing.returncode == 1
+    assert "unknown template 'final-notice' for email" in missing.stderr
+    given = clarion(
+        "policy", "check", str(tmp_path / "p"), "--templates", str(POLICIES / "templates")
+    )
+    assert given.returncode == 0, given.stderr
+
+
+def test_policy_simulate_prints_jsonl_and_exits_2_on_a_bad_line(tmp_path: Path) -> None:
+    from tests.conftest import STORIES
+
+    events = tmp_path / "events.jsonl"
+    events.write_text(STORIES.read_text() + '{"event_id": "x"}\n')
+    result = clarion(
+        "policy",
+        "simulate",
+        "--policies",
+        str(POLICIES),
+        "--events",
+        str(events),
+        "--format",
+        "jsonl",
+        "--until",
+        "2026-12-02T00:00:00Z",
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{events}:34: ")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {
+        "at": "2026-12-01T14:00:00Z",
+        "customer_id": "C-1010",
+        "action": "sent",
+    }.items() <= rows[-1].items()

@@ -130,3 +130,82 @@ def test_a_directory_without_policies(tmp_path: Path) -> None:
 
     with pytest.raises(PolicyLoadError, match=r"no \.yaml policy files"):
         load_directory(tmp_path)
+
+
+def test_unknown_template_names_the_missing_files() -> None:
+    from channels.templates import Templates
+    from policies.loader import check_sources
+
+    templates = Templates(POLICIES / "templates").available()
+    text = collections("template: payment-overdue", "template: payment-overdeu")
+    with pytest.raises(PolicyLoadError) as info:
+        check_sources(sources(**{"10-collections.yaml": text}), templates)
+    [err] = [str(e) for e in info.value.errors]
+    assert err.startswith("10-collections.yaml:33:56: ")
+    assert "unknown template 'payment-overdeu' for sms, email" in err
+    assert "no sms.en.j2, email.en.j2" in err
+
+
+def test_a_preferred_step_needs_a_template_for_every_channel() -> None:
+    from policies.loader import check_sources
+
+    templates = frozenset(
+        t
+        for t in __import__("channels.templates")
+        .templates.Templates(POLICIES / "templates")
+        .available()
+        if t != ("payment-missed", "voice", "en")
+    )
+    with pytest.raises(PolicyLoadError) as info:
+        check_sources(sources(), templates)
+    messages = [str(e) for e in info.value.errors]
+    assert len(messages) == 2  # the priority and the standard ladder's first step
+    assert all("'payment-missed' for voice" in m for m in messages)
+
+
+def test_a_condition_on_an_unknown_path() -> None:
+    [err] = errors_of(
+        **{
+            "10-collections.yaml": collections(
+                "data.amount_due: {gte: 1000}", "data.amount: {gte: 1000}"
+            )
+        }
+    )
+    assert err.startswith("10-collections.yaml:23:29: ")
+    assert "condition on unknown path 'data.amount'" in err and "amount_due" in err
+
+
+def test_a_cap_naming_an_unknown_category_points_at_the_cap() -> None:
+    guards = (
+        (POLICIES / "00-guards.yaml")
+        .read_text()
+        .replace("categories: [fraud]}", "categories: [frawd]}")
+    )
+    [err] = errors_of(**{"00-guards.yaml": guards})
+    assert err.startswith("00-guards.yaml:22:") and "unknown category 'frawd'" in err
+
+
+def test_compliance_warnings_load_but_are_reported() -> None:
+    from policies.loader import check_sources
+
+    guards = (POLICIES / "00-guards.yaml").read_text()
+    guards = guards.replace(
+        "collections: {contact_windows: enforce", "collections: {contact_windows: ignore"
+    ).replace("  - {channel: voice, max: 7, per: 7d, scope: account}", "")
+    guards = guards.replace(
+        "marketing:   {contact_windows: enforce, frequency_caps: enforce, honours_cease: true,  "
+        "consent: opt_in}",
+        "marketing:   {contact_windows: enforce, frequency_caps: enforce, honours_cease: true}",
+    )
+    report = check_sources(sources(**{"00-guards.yaml": guards}))
+    text = "\n".join(str(w) for w in report.warnings)
+    assert "missed-payment: a collections escalation whose category ignores contact windows" in text
+    assert "offers: a marketing escalation without consent: opt_in" in text
+    assert "which no voice frequency cap covers" not in text  # the `any` caps still cover voice
+    assert all(str(w).split(":")[1].isdigit() for w in report.warnings)
+
+
+def test_the_reference_set_has_no_warnings() -> None:
+    from policies.loader import check_sources
+
+    assert check_sources(sources()).warnings == []
