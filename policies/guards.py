@@ -157,6 +157,16 @@ def cap_free_at(
 
 def lookback(policy: PolicySet) -> timedelta:
     """How long contacts and conversations must be remembered for the caps to count them."""
+    known = _LOOKBACK.get(policy.version)
+    if known is None:
+        known = _LOOKBACK[policy.version] = _longest(policy)
+    return known
+
+
+_LOOKBACK: dict[str, timedelta] = {}
+
+
+def _longest(policy: PolicySet) -> timedelta:
     longest = timedelta(0)
     for cap in policy.frequency_caps:
         for length in (cap.per, cap.after_conversation):

@@ -7,6 +7,7 @@ Unknown keys are errors everywhere (``extra="forbid"``): a typo such as
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,12 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 OPERATORS = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists"})
 PATH_ROOTS = ("data.", "customer.", "case.")
 
+_UNITS = {
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
 _DURATION = re.compile(r"^(\d+)(m|h|d|w|bd)$")
 
 
@@ -43,16 +50,11 @@ class Duration(_Strict):
             return {"amount": int(match.group(1)), "unit": match.group(2)}
         return value
 
-    @property
+    @cached_property
     def fixed(self) -> timedelta | None:
         """The length, when it does not depend on the calendar (all but business days)."""
-        per = {
-            "m": timedelta(minutes=1),
-            "h": timedelta(hours=1),
-            "d": timedelta(days=1),
-            "w": timedelta(weeks=1),
-        }
-        return per[self.unit] * self.amount if self.unit in per else None
+        unit = _UNITS.get(self.unit)
+        return None if unit is None else unit * self.amount
 
     def __str__(self) -> str:
         return f"{self.amount}{self.unit}"

@@ -9,6 +9,7 @@ checking `at` and those boundaries in time order: computed, not polled.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from policies.model import WEEKDAYS, Window
@@ -17,10 +18,13 @@ from schemas.customer import QuietHours
 HORIZON_DAYS = 15
 """Far enough for any weekly window plus a DST change; none found means never."""
 
+_NEAR = timedelta(days=1)
+"""First look a day ahead: almost every deferral (overnight) ends within it."""
+
 
 def allowed(at: datetime, zones: list[str], window: Window, quiet: QuietHours | None) -> bool:
     """True when `at` is inside the window, and outside quiet hours, in every zone."""
-    return all(_allowed_in(at, ZoneInfo(z), window, quiet) for z in zones)
+    return all(_allowed_in(at, _zone(z), window, quiet) for z in zones)
 
 
 def next_allowed(
@@ -29,35 +33,56 @@ def next_allowed(
     """The earliest instant at or after `at` allowed in every zone; None if none in 15 days."""
     if allowed(at, zones, window, quiet):
         return at
-    for candidate in _boundaries(at, zones, window, quiet):
+    # A boundary on local day offset 3 or later lies at least two days (less an hour
+    # of daylight saving) after `at`, so the first allowed boundary before `near`
+    # among the first three local days is the earliest of all.
+    near = at + _NEAR
+    for candidate in _boundaries(at, zones, window, quiet, 3):
+        if candidate >= near:
+            break
+        if allowed(candidate, zones, window, quiet):
+            return candidate
+    for candidate in _boundaries(at, zones, window, quiet, HORIZON_DAYS):
         if allowed(candidate, zones, window, quiet):
             return candidate
     return None
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@cache
+def _minutes(hm: str) -> int:
+    hours, minutes = hm.split(":")
+    return int(hours) * 60 + int(minutes)
 
 
 def _allowed_in(at: datetime, zone: ZoneInfo, window: Window, quiet: QuietHours | None) -> bool:
     local = at.astimezone(zone)
     if WEEKDAYS[local.weekday()] not in window.days:
         return False
-    hm = local.strftime("%H:%M")
-    if not window.start <= hm < window.end:
+    now = local.hour * 60 + local.minute
+    if not _minutes(window.start) <= now < _minutes(window.end):
         return False
     if quiet is None or quiet.start == quiet.end:
         return True
-    if quiet.start < quiet.end:
-        return not quiet.start <= hm < quiet.end
-    return not (hm >= quiet.start or hm < quiet.end)  # quiet hours that wrap midnight
+    start, end = _minutes(quiet.start), _minutes(quiet.end)
+    if start < end:
+        return not start <= now < end
+    return not (now >= start or now < end)  # quiet hours that wrap midnight
 
 
 def _boundaries(
-    at: datetime, zones: list[str], window: Window, quiet: QuietHours | None
+    at: datetime, zones: list[str], window: Window, quiet: QuietHours | None, days: int
 ) -> list[datetime]:
     starts = [window.start] + ([quiet.end] if quiet is not None else [])
     found: set[datetime] = set()
     for name in zones:
-        zone = ZoneInfo(name)
+        zone = _zone(name)
         first: date = at.astimezone(zone).date()
-        for offset in range(HORIZON_DAYS):
+        for offset in range(days):
             day = first + timedelta(days=offset)
             for hm in starts:
                 local = datetime.combine(day, time.fromisoformat(hm), tzinfo=zone)
