@@ -7,8 +7,8 @@ Unknown keys are errors everywhere (``extra="forbid"``): a typo such as
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
