@@ -20,7 +20,7 @@ from typing import Any
 from policies.calendar import due_after
 from policies.conditions import holds
 from policies.contacts import Blocked, Target, candidates, category_block, reach
-from policies.guards import GuardBlock, check, lookback
+from policies.guards import GuardBlock, History, check, lookback
 from policies.model import Category, Escalation, Ladder, PolicySet, Send, Step
 from policies.state import (
     Case,
@@ -113,6 +113,15 @@ class _Run:
 
     def finish(self) -> CustomerState:
         horizon = self.now - lookback(self.policy)
+        unchanged = (
+            self.cases == self.state.cases
+            and len(self.contacts) == len(self.state.contacts)
+            and len(self.conversations) == len(self.state.conversations)
+            and all(c.at > horizon for c in self.contacts[:1])
+            and all(c.at > horizon for c in self.conversations[:1])
+        )
+        if unchanged:
+            return self.state
         return self.state.model_copy(
             update={
                 "cases": self.cases,
@@ -177,9 +186,9 @@ class _Run:
         self.cause = event.event_id
         self.remember(event)
         for case in list(self.cases.values()):
-            if _concerns(case, event):
+            if event.type in _index(self.policy).moves[case.escalation] and _concerns(case, event):
                 self.follow(case, event)
-        for name, esc in self.policy.triggered_by(event.type):
+        for name, esc in _index(self.policy).triggers.get(event.type, ()):
             self.open_case(name, esc, event)
 
     def remember(self, event: Event) -> None:
@@ -214,7 +223,8 @@ class _Run:
         esc = self.policy.escalations.get(case.escalation)
         if esc is None:
             return
-        if event.type not in case.received:
+        awaited = _index(self.policy).awaited[case.escalation]
+        if event.type in awaited and event.type not in case.received:
             case = case.model_copy(update={"received": (*case.received, event.type)})
             self.cases[case.case_id] = case
         if event.type in esc.stop_on:
@@ -447,6 +457,7 @@ class _Run:
                 continue
             block = check(
                 self.state,
+                History(self.contacts, self.conversations),
                 self.policy,
                 category_name,
                 category,
@@ -599,3 +610,33 @@ def _openable(esc: Escalation) -> list[Ladder]:
 @cache
 def _holidays(days: tuple[date, ...]) -> frozenset[date]:
     return frozenset(days)
+
+
+@dataclass(frozen=True, slots=True)
+class _PolicyIndex:
+    triggers: dict[str, list[tuple[str, Escalation]]]
+    """Escalations by the event type that opens them."""
+    moves: dict[str, frozenset[str]]
+    """Per escalation, the event types that do something to an open case."""
+    awaited: dict[str, frozenset[str]]
+    """Per escalation, the event types a step's `unless_received` asks about."""
+
+
+_INDEXES: dict[str, _PolicyIndex] = {}
+
+
+def _index(policy: PolicySet) -> _PolicyIndex:
+    """Look-ups by event type, built once per policy version (a version is its content)."""
+    found = _INDEXES.get(policy.version)
+    if found is not None:
+        return found
+    triggers: dict[str, list[tuple[str, Escalation]]] = {}
+    moves: dict[str, frozenset[str]] = {}
+    awaited: dict[str, frozenset[str]] = {}
+    for name, esc in policy.escalations.items():
+        triggers.setdefault(esc.trigger, []).append((name, esc))
+        waits = frozenset(t for lad in esc.ladders for st in lad.steps for t in st.unless_received)
+        awaited[name] = waits
+        moves[name] = waits | {*esc.stop_on, *esc.pause_on, *esc.pause_on.values(), *esc.switch_on}
+    found = _INDEXES[policy.version] = _PolicyIndex(triggers, moves, awaited)
+    return found

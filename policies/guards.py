@@ -8,14 +8,14 @@ so a blocked step is deferred to a computed instant, never polled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from policies.conditions import holds
 from policies.model import Category, FrequencyCap, PolicySet, Window
-from policies.state import CustomerState
+from policies.state import Contact, Conversation, CustomerState
 from policies.windows import next_allowed
 from schemas.types import Channel
 
@@ -35,6 +35,14 @@ class GuardBlock:
 Facts = Callable[[], Mapping[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the caps count: the sends and answered calls so far, this instant's included."""
+
+    contacts: Sequence[Contact]
+    conversations: Sequence[Conversation]
+
+
 def zones(state: CustomerState, policy: PolicySet) -> list[str]:
     """Every zone the customer may be in; none known means every fallback zone."""
     return list(state.profile.time_zones) or list(policy.time_zone_fallback) or ["UTC"]
@@ -46,6 +54,7 @@ def window_for(policy: PolicySet, channel: Channel) -> Window:
 
 def check(
     state: CustomerState,
+    history: History,
     policy: PolicySet,
     category_name: str,
     category: Category,
@@ -70,7 +79,7 @@ def check(
     def caps_free(at: datetime) -> tuple[datetime, str] | None:
         latest: tuple[datetime, str] | None = None
         for cap in caps:
-            free = cap_free_at(state, cap, channel, account_id, at)
+            free = cap_free_at(history, cap, channel, account_id, at)
             if free is not None and (latest is None or free[0] > latest[0]):
                 latest = free
         return latest
@@ -115,7 +124,7 @@ def applicable_caps(
 
 
 def cap_free_at(
-    state: CustomerState,
+    history: History,
     cap: FrequencyCap,
     channel: Channel,
     account_id: str | None,
@@ -127,7 +136,7 @@ def cap_free_at(
         assert look is not None
         talks = [
             c.at
-            for c in state.conversations
+            for c in history.conversations
             if (cap.scope == "customer" or c.account_id == account_id) and at - look < c.at <= at
         ]
         if not talks:
@@ -140,7 +149,7 @@ def cap_free_at(
     assert per is not None
     counted = sorted(
         c.at
-        for c in state.contacts
+        for c in history.contacts
         if at - per < c.at <= at
         and _channel_matches(cap, c.channel)
         and (cap.categories is None or c.category in cap.categories)

@@ -455,3 +455,19 @@ def test_notification_ids_are_deterministic() -> None:
     first = decide(state, missed, FRI_0900_CHI, policy).notifications
     second = decide(state, missed, FRI_0900_CHI, policy).notifications
     assert [n.notification_id for n in first] == [n.notification_id for n in second]
+
+
+def test_sends_fired_at_one_instant_count_toward_the_caps_of_the_next() -> None:
+    three = ONE_SMS.replace(
+        "          - {after: 0h, send: {channel: sms, template: t, fallback: [email]}}",
+        "\n".join(["          - {after: 0h, send: {channel: sms, template: t}}"] * 3),
+    )
+    policy = policy_of(three)
+    night = datetime(2026, 11, 20, 11, tzinfo=UTC)  # all three deferred to 08:00 Chicago
+    out = decide(customer(policy), event("payment.missed", night), night, policy)
+    fired = decide(out.state, Tick("C-1"), datetime(2026, 11, 20, 14, tzinfo=UTC), policy)
+    assert [(d.action, d.reason) for d in fired.decisions] == [
+        ("sent", "step_due"),
+        ("sent", "step_due"),
+        ("deferred", "frequency_cap"),
+    ]
