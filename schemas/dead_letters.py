@@ -17,6 +17,7 @@ RejectCode = Literal[
     "key_mismatch",
     "unsupported_schema_version",
     "invalid_notification",
+    "invalid_clock",
     "internal_error",
 ]
 

@@ -5,7 +5,9 @@ pitfalls.md), and neither lets an exception escape: Faust would ack the
 message and it would be gone. What cannot be processed goes to `dead-letters`.
 
 - `intake`: account events, profiles and preferences -> validate -> dedupe ->
-  engine -> `decisions` and `notifications-outbound`.
+  engine -> `decisions` (hand-offs also to `agent-tasks`) and
+  `notifications-outbound`. Clock messages on `timer-ticks` fire the steps
+  falling due (streams/timers.py says how timers survive restarts).
 - `dispatch`: `notifications-outbound` -> render -> channel -> `decisions`.
 """
 
@@ -18,12 +20,13 @@ from typing import Any
 
 import faust
 import structlog
+from faust.types import TP
 from pydantic import ValidationError
 
 from channels.base import Channel
 from channels.sandbox import SandboxChannel
 from channels.templates import RenderError, TemplateMissing, Templates
-from policies.engine import decide
+from policies.engine import Input, Tick, decide
 from policies.loader import load_directory
 from policies.model import PolicySet
 from policies.state import CustomerState
@@ -35,6 +38,7 @@ from streams import topics
 from streams.clock import now_for
 from streams.dedupe import RecentIds
 from streams.settings import Settings
+from streams.timers import TimerIndex, clock_message, read_clock, stored
 
 log = structlog.get_logger(__name__)
 
@@ -89,8 +93,10 @@ def create_app(
             partitions=settings.partitions,
         )
 
+    ticks_name = settings.topic(topics.TIMER_TICKS)
     inputs = app.topic(
         *(settings.topic(n) for n in topics.INPUTS),
+        ticks_name,
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
@@ -98,10 +104,13 @@ def create_app(
     outbound = topic(topics.NOTIFICATIONS_OUTBOUND)
     decisions = topic(topics.DECISIONS)
     dead_letters = topic(topics.DEAD_LETTERS)
+    agent_tasks = topic(topics.AGENT_TASKS)
+    ticks = topic(topics.TIMER_TICKS)
 
     customers = app.Table("customers", partitions=settings.partitions)
     seen = app.Table("seen-event-ids", partitions=settings.partitions)
     window = timedelta(hours=settings.dedupe_window_hours)
+    index = TimerIndex()
 
     async def dead_letter(event: faust.EventT, code: RejectCode, reason: str) -> None:
         msg = event.message
@@ -126,15 +135,83 @@ def create_app(
         )
 
     async def record(decision: Decision) -> None:
-        await decisions.send(
-            key=decision.customer_id.encode(), value=decision.model_dump_json().encode()
+        value = decision.model_dump_json().encode()
+        await decisions.send(key=decision.customer_id.encode(), value=value)
+        if decision.action == "handoff":
+            await agent_tasks.send(key=decision.customer_id.encode(), value=value)
+
+    async def apply(customer: str, partition: int, item: Input, now: datetime) -> None:
+        """One engine step for one customer; the table write carries its next due instant."""
+        value = customers.get(customer)
+        state = (
+            CustomerState.model_validate(value["state"])
+            if value
+            else CustomerState(customer_id=customer)
         )
+        outcome = decide(state, item, now, policy)
+        for decision in outcome.decisions:
+            await record(decision)
+        for request in outcome.notifications:
+            await outbound.send(key=customer.encode(), value=request.model_dump_json().encode())
+        due = outcome.state.due
+        customers[customer] = stored(partition, due, outcome.state.model_dump(mode="json"))
+        if due is not None:
+            index.push(partition, due, customer)
+
+    def load_index(partition: int) -> None:
+        """Rebuild one partition's timer index from the table (after an assignment)."""
+        entries = [
+            (datetime.fromisoformat(v["due"]), k)
+            for k, v in customers.items()
+            if v.get("partition") == partition and v.get("due")
+        ]
+        index.load(partition, entries)
+        log.info("timers.loaded", partition=partition, pending=len(entries))
+
+    async def fire_due(partition: int, upto: datetime) -> None:
+        """Run every customer whose next step is due by `upto`, on the partition's clock."""
+        if not index.loaded(partition):
+            load_index(partition)
+        while (entry := index.pop_due(partition, upto)) is not None:
+            due, customer = entry
+            value = customers.get(customer)
+            if not value or value.get("due") != due.isoformat():
+                continue  # stale: the step fired, moved or was cancelled since
+            now = due if settings.clock == "event" else max(due, datetime.now(UTC))
+            await apply(customer, partition, Tick(customer), now)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: object, revoked: set[TP], **_: object) -> None:
+        index.forget({tp.partition for tp in revoked})
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: object, assigned: set[TP], **_: object) -> None:
+        index.forget({tp.partition for tp in assigned})  # rebuilt from the table on first use
+
+    if settings.clock == "wall":
+
+        @app.timer(interval=settings.tick_interval_s)
+        async def tick() -> None:
+            """Advance the clock of every timer partition this worker owns."""
+            now = clock_message(datetime.now(UTC))
+            for tp in app.consumer.assignment():
+                if tp.topic == ticks_name:
+                    await ticks.send(value=now, partition=tp.partition)
 
     @app.agent(inputs, name="intake", concurrency=1)
     async def intake(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             raw: bytes = event.message.value or b""
+            partition = event.message.partition
             try:
+                if event.message.topic == ticks_name:
+                    try:
+                        at = read_clock(raw)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        await dead_letter(event, "invalid_clock", f"not a clock message: {exc}")
+                        continue
+                    await fire_due(partition, at)
+                    continue
                 checked = check_event(raw, event.message.key, max_bytes=settings.max_message_bytes)
                 if isinstance(checked, Rejection):
                     await dead_letter(event, checked.code, checked.reason)
@@ -145,20 +222,9 @@ def create_app(
                     log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)
                     continue
                 recent.add(checked.event_id, datetime.now(UTC))
-                stored = customers.get(cid)
-                state = (
-                    CustomerState.model_validate(stored)
-                    if stored
-                    else CustomerState(customer_id=cid)
-                )
-                outcome = decide(
-                    state, checked, now_for(settings.clock, checked.occurred_at), policy
-                )
-                for decision in outcome.decisions:
-                    await record(decision)
-                for request in outcome.notifications:
-                    await outbound.send(key=cid.encode(), value=request.model_dump_json().encode())
-                customers[cid] = outcome.state.model_dump(mode="json")
+                now = now_for(settings.clock, checked.occurred_at)
+                await fire_due(partition, now)  # what was due before this input happens first
+                await apply(cid, partition, checked, now)
                 seen[cid] = recent.to_json()
             except Exception as exc:  # never let Faust ack a message we did not handle
                 await dead_letter(event, "internal_error", _describe(exc))

@@ -28,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--workdir", type=Path, default=Path("var/demo"))
     demo.add_argument("--timeout", type=float, default=120.0)
+    demo.add_argument(
+        "--format", choices=("table", "jsonl"), default="table", help="as policy simulate prints"
+    )
 
     policy = sub.add_parser("policy", help="work with policy files").add_subparsers(
         dest="policy_command", required=True
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure("console", "warning")
             files = args.events or sorted(DEMO_DIR.glob("*.jsonl"))
             try:
-                run_demo(files, args.workdir, sys.stdout, timeout=args.timeout)
+                run_demo(files, args.workdir, sys.stdout, timeout=args.timeout, fmt=args.format)
             except (DemoError, TimeoutError) as exc:
                 print(f"clarion demo: {exc}", file=sys.stderr)
                 return 1

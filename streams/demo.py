@@ -18,17 +18,21 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaProducer
 
+from policies.simulator import DEFAULT_HORIZON
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
+from schemas.intake import Rejection, check_event
 from streams import timeline, topics
 from streams.app import REPO_ROOT
 from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
+from streams.timers import clock_message
 
 DEMO_DIR = REPO_ROOT / "deploy" / "demo"
 
@@ -125,7 +129,7 @@ async def settle(
     the outbound topic itself is waited for.
     """
     bootstrap = settings.kafka_bootstrap
-    inputs = [settings.topic(t) for t in topics.INPUTS]
+    inputs = [settings.topic(t) for t in (*topics.INPUTS, topics.TIMER_TICKS)]
     outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
     for group in (inputs, [*inputs, outbound]):
         await topics.wait_until_consumed(
@@ -142,6 +146,32 @@ async def settle(
     return decisions, letters
 
 
+async def advance_clock(settings: Settings, to: datetime) -> None:
+    """Move the virtual clock of every partition to `to`: every timer due by then fires."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for partition in range(settings.partitions):
+            await producer.send(
+                settings.topic(topics.TIMER_TICKS), value=clock_message(to), partition=partition
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def horizon(files: list[Path]) -> datetime | None:
+    """What `policy simulate` runs to by default: 30 days after the last valid event."""
+    last: datetime | None = None
+    for path in files:
+        for line in read_lines(path):
+            checked = check_event(line.encode(), None, keyed=False)
+            if not isinstance(checked, Rejection):
+                at = checked.occurred_at
+                last = at if last is None else max(last, at)
+    return None if last is None else last + DEFAULT_HORIZON
+
+
 async def _feed_and_settle(
     settings: Settings, files: list[Path], timeout: float, alive: Callable[[], bool]
 ) -> tuple[list[Decision], list[DeadLetter]]:
@@ -149,10 +179,16 @@ async def _feed_and_settle(
         await produce_lines(
             settings.kafka_bootstrap, settings.topic(topics.ACCOUNT_EVENTS), read_lines(path)
         )
+    await settle(settings, timeout, alive)
+    until = horizon(files)
+    if until is not None:
+        await advance_clock(settings, until)
     return await settle(settings, timeout, alive)
 
 
-def run_demo(files: list[Path], workdir: Path, out: TextIO, timeout: float = 120.0) -> DemoResult:
+def run_demo(
+    files: list[Path], workdir: Path, out: TextIO, timeout: float = 120.0, fmt: str = "table"
+) -> DemoResult:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -171,7 +207,12 @@ def run_demo(files: list[Path], workdir: Path, out: TextIO, timeout: float = 120
             finally:
                 stop_worker(worker)
     zones = _zones(files)
-    out.write(timeline.render(decisions, zones, letters))
+    if fmt == "jsonl":
+        ordered = sorted(decisions, key=lambda d: d.at)  # stable: each customer's order stays
+        out.writelines(json.dumps(timeline.row(d)) + "\n" for d in ordered)
+        out = sys.stderr
+    else:
+        out.write(timeline.render(decisions, zones, letters))
     sent = sum(1 for d in decisions if d.action == "sent")
     out.write(
         f"{len(decisions)} decisions ({sent} messages sent), {len(letters)} dead-letters "

@@ -10,18 +10,16 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from channels.templates import Templates
 from policies.loader import PolicyLoadError, check_sources, read_directory
 from policies.model import PolicySet
 from policies.simulator import simulate
-from schemas.decisions import Decision
 from schemas.events import Event
 from schemas.intake import Rejection, check_event
 from streams import timeline
 from streams.app import EXAMPLE_POLICIES
-from streams.logging import mask
 
 FORMATS = ("table", "jsonl")
 
@@ -86,35 +84,11 @@ def simulate_command(
     decisions, sim = simulate(parsed, policy, until)
     if fmt == "jsonl":
         for decision in decisions:
-            out.write(json.dumps(row(decision)) + "\n")
+            out.write(json.dumps(timeline.row(decision)) + "\n")
     else:
         zones = {cid: list(s.profile.time_zones) for cid, s in sim.states.items()}
         out.write(timeline.render(decisions, zones))
     return 2 if bad else 0
-
-
-def row(decision: Decision) -> dict[str, Any]:
-    """One decision as the simulator's JSONL prints it (recipients masked)."""
-    dumped = decision.model_dump(mode="json")
-    return {
-        "at": dumped["at"],
-        "customer_id": decision.customer_id,
-        "account_id": decision.account_id,
-        "case_id": decision.case_id,
-        "escalation": decision.escalation,
-        "ladder": decision.ladder,
-        "step": decision.step,
-        "action": decision.action,
-        "channel": decision.channel,
-        "template": decision.template,
-        "reason": decision.reason,
-        "until": dumped["until"],
-        "recipient": mask(decision.recipient) if decision.recipient else None,
-        "notification_id": decision.notification_id,
-        "cause_event_id": decision.cause_event_id,
-        "detail": decision.detail,
-        "policy_version": decision.policy_version,
-    }
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

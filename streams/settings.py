@@ -43,6 +43,9 @@ class Settings(BaseModel):
         default=72.0, gt=0, description="how long an event id is remembered after it was seen"
     )
     dedupe_max_ids: int = Field(default=512, ge=1)
+    tick_interval_s: float = Field(
+        default=0.25, gt=0, description="how often a worker advances its timers (wall clock)"
+    )
     session_timeout_s: float = Field(
         default=30.0,
         gt=0,

@@ -1,10 +1,14 @@
-"""The demo's readable timeline: what happened to each customer, in time order."""
+"""Decisions for people (a timeline per customer) and for programs (one JSON row each).
+
+`clarion policy simulate` and `clarion demo` print the same two formats.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from schemas.dead_letters import DeadLetter
@@ -39,6 +43,30 @@ def render(
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def row(decision: Decision) -> dict[str, Any]:
+    """One decision as the simulator's JSONL prints it (recipients masked)."""
+    dumped = decision.model_dump(mode="json")
+    return {
+        "at": dumped["at"],
+        "customer_id": decision.customer_id,
+        "account_id": decision.account_id,
+        "case_id": decision.case_id,
+        "escalation": decision.escalation,
+        "ladder": decision.ladder,
+        "step": decision.step,
+        "action": decision.action,
+        "channel": decision.channel,
+        "template": decision.template,
+        "reason": decision.reason,
+        "until": dumped["until"],
+        "recipient": mask(decision.recipient) if decision.recipient else None,
+        "notification_id": decision.notification_id,
+        "cause_event_id": decision.cause_event_id,
+        "detail": decision.detail,
+        "policy_version": decision.policy_version,
+    }
 
 
 def _line(d: Decision, zone: str | None) -> str:

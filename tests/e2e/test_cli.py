@@ -122,3 +122,36 @@ def test_policy_simulate_prints_jsonl_and_exits_2_on_a_bad_line(tmp_path: Path) 
         "customer_id": "C-1010",
         "action": "sent",
     }.items() <= rows[-1].items()
+
+
+def test_two_drivers_one_answer(tmp_path: Path) -> None:
+    """The running pipeline (demo: real broker, real agents, virtual clock) decides exactly
+    what `policy simulate` predicts for the same events and policies."""
+    from tests.conftest import MALFORMED, STORIES
+
+    demo = clarion("demo", "--workdir", str(tmp_path / "demo"), "--format", "jsonl")
+    assert demo.returncode == 0, demo.stderr
+    both = tmp_path / "all.jsonl"
+    both.write_text(STORIES.read_text() + MALFORMED.read_text())
+    sim = clarion(
+        "policy",
+        "simulate",
+        "--policies",
+        str(POLICIES),
+        "--events",
+        str(both),
+        "--format",
+        "jsonl",
+    )
+    assert sim.returncode == 2  # the malformed lines are reported, as the demo dead-letters them
+
+    def key(line: str) -> tuple[str, ...]:
+        row = json.loads(line)
+        fields = ("at", "customer_id", "action", "channel", "template", "reason")
+        return tuple(str(row[f]) for f in fields)
+
+    compared = ("sent", "suppressed", "handoff", "stopped", "deferred", "paused", "resumed")
+    pipeline = sorted(k for k in map(key, demo.stdout.splitlines()) if k[2] in compared)
+    simulated = sorted(k for k in map(key, sim.stdout.splitlines()) if k[2] in compared)
+    assert pipeline == simulated
+    assert len([k for k in pipeline if k[2] == "sent"]) == 27
