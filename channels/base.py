@@ -39,4 +39,11 @@ class Channel(Protocol):
 
     async def send(self, message: Message) -> SendResult: ...
 
+    async def accepted(self, notification_id: str) -> bool | None:
+        """Whether the provider took this message: True, False, or None when it cannot tell.
+
+        The dispatcher asks after a crash between its "attempting" and "done" records.
+        """
+        ...
+
     async def close(self) -> None: ...

@@ -37,6 +37,11 @@ class SandboxChannel:
         )
         return SendResult("accepted", self.provider, provider_message_id=message.notification_id)
 
+    async def accepted(self, notification_id: str) -> bool | None:
+        """The outbox is the sandbox's provider-side record, so it can always tell."""
+        sent = await asyncio.to_thread(read_outbox, self.outbox)
+        return any(m.get("notification_id") == notification_id for m in sent)
+
     def _append(self, line: str) -> None:
         with self.outbox.open("a", encoding="utf-8") as fh:
             fh.write(line)

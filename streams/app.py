@@ -36,7 +36,7 @@ from schemas.intake import Rejection, check_event
 from schemas.notifications import NotificationRequest
 from streams import topics
 from streams.clock import now_for
-from streams.dedupe import RecentIds
+from streams.dedupe import HandledIds, RecentIds
 from streams.settings import Settings
 from streams.timers import TimerIndex, clock_message, read_clock, stored
 
@@ -109,6 +109,7 @@ def create_app(
 
     customers = app.Table("customers", partitions=settings.partitions)
     seen = app.Table("seen-event-ids", partitions=settings.partitions)
+    dispatched = app.Table("dispatched-ids", partitions=settings.partitions)
     window = timedelta(hours=settings.dedupe_window_hours)
     index = TimerIndex()
 
@@ -238,9 +239,41 @@ def create_app(
                 await dead_letter(event, "invalid_notification", str(exc))
                 continue
             try:
-                await record(await _deliver(request, templates, channel, settings))
+                await dispatch_once(request)
             except Exception as exc:
                 await dead_letter(event, "internal_error", _describe(exc))
+
+    async def dispatch_once(request: NotificationRequest) -> None:
+        """Send a notification at most once, whatever is replayed after a crash.
+
+        "attempting" is flushed to the changelog before the provider call and
+        "done" after it. A replay that finds "done" skips. One that finds only
+        "attempting" asks the channel whether the provider took the message, and if
+        it cannot tell, records `failed / unknown_outcome` rather than risk a duplicate.
+        """
+        cid, nid = request.customer_id, request.notification_id
+        handled = HandledIds.from_json(dispatched.get(cid), settings.dedupe_max_ids)
+        status = handled.get(nid)
+        if status == "done":
+            log.info("dispatch.duplicate_dropped", notification_id=nid, customer_id=cid)
+            return
+        if status == "attempting":
+            taken = await channel.accepted(nid)
+            at = now_for(settings.clock, request.requested_at)
+            if taken is None:
+                await record(
+                    _failed(request, at, "unknown_outcome", "a crash during the provider call")
+                )
+            elif taken:
+                await record(dispatched_decision(request, at, recovered=True))
+            if taken is not False:
+                dispatched[cid] = handled.set(nid, "done").to_json()
+                return
+        dispatched[cid] = handled.set(nid, "attempting").to_json()
+        await app.producer.flush()  # durable before the provider hears of it
+        decision = await _deliver(request, templates, channel, settings)
+        dispatched[cid] = handled.set(nid, "done").to_json()
+        await record(decision)
 
     return app
 
