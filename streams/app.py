@@ -199,6 +199,23 @@ def create_app(
                 if tp.topic == ticks_name:
                     await ticks.send(value=now, partition=tp.partition)
 
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        """Liveness: the worker's event loop answers."""
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        """Readiness: tables recovered and no rebalance in progress; 503 until then."""
+        recovered = app.tables.recovery.completed.is_set()
+        state = {
+            "ready": recovered and not app.rebalancing,
+            "recovered": recovered,
+            "rebalancing": app.rebalancing,
+            "pending_timers": index.pending(),
+        }
+        return web.json(state, status=200 if state["ready"] else 503)
+
     @app.agent(inputs, name="intake", concurrency=1)
     async def intake(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():

@@ -158,3 +158,33 @@ async def settle_after(
 ) -> tuple[list[Decision], list[DeadLetter]]:
     await produce(settings, messages)
     return await settle(settings, 60, lambda: proc.poll() is None)  # type: ignore[attr-defined]
+
+
+def test_health_and_readiness_and_no_table_page(settings: Settings, worker: object) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    base = f"http://127.0.0.1:{settings.web_port}"
+
+    def get(path: str) -> tuple[int, dict[str, object] | None]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=2) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            return exc.code, json.loads(body) if body.startswith(b"{") else None
+
+    deadline = time.monotonic() + 30
+    status: tuple[int, dict[str, object] | None] = (0, None)
+    while time.monotonic() < deadline:
+        try:
+            status = get("/ready")
+        except OSError:  # the web server is not up yet
+            status = (0, None)
+        if status[0] == 200:
+            break
+        time.sleep(0.2)
+    assert status[0] == 200 and status[1] and status[1]["ready"] is True
+    assert get("/health") == (200, {"status": "ok"})
+    assert get("/table/customers")[0] == 404  # customer data is never served
