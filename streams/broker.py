@@ -89,13 +89,17 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(chunks)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGTERM the broker when its parent dies, even by SIGKILL."""
-    os.setsid()  # its own process group: a terminal's Ctrl-C reaches us, and we stop it
+def die_with_parent(sig: int = signal.SIGTERM) -> None:  # pragma: no cover - in the child
+    """Ask Linux to send `sig` to this child when its parent dies, even by SIGKILL.
+
+    Also gives the child its own process group: a terminal's Ctrl-C reaches the
+    parent, which then stops the child in order.
+    """
+    os.setsid()
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        libc.prctl(pr_set_pdeathsig, sig)
 
 
 class EmbeddedBroker:
@@ -144,7 +148,7 @@ class EmbeddedBroker:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             finally:
                 if out is not subprocess.DEVNULL:

@@ -9,6 +9,7 @@ to each customer, and stops everything it started.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
 from streams import timeline, topics
 from streams.app import REPO_ROOT
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, die_with_parent, free_port
 from streams.settings import Settings
 from streams.timers import clock_message
 
@@ -78,12 +79,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def start_worker(settings: Settings, log: TextIO) -> subprocess.Popen[bytes]:
+    """A worker process that cannot outlive us: SIGKILLed by Linux if we die first.
+
+    SIGKILL, not SIGTERM: a worker whose broker is gone can hang in shutdown
+    (aiokafka #773), and at-least-once delivery makes a hard stop safe.
+    """
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"],
         env=settings_env(settings),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        preexec_fn=functools.partial(die_with_parent, signal.SIGKILL),
     )
 
 
