@@ -43,6 +43,17 @@ def handled_by(log: Path) -> set[str]:
     return set(re.findall(r'"customer_id": "(C-[0-9]+-[0-9]+)", "event": "sandbox.sent"', text))
 
 
+BAD_LINES = [
+    '{"event_id": "bad-1", "type": ',
+    "[1, 2, 3]",
+    '{"event_id": "bad-2", "type": "payment.late", "customer_id": "C-1001-0"}',
+    '{"event_id": "bad-3", "type": "payment.missed", "schema_version": 1, '
+    '"occurred_at": "2026-11-20T14:00:00", "customer_id": "C-1002-0", "source": "x", '
+    '"data": {"amount_due": "1.00", "currency": "USD", "due_date": "2026-11-15", '
+    '"days_past_due": 1}}',
+]
+
+
 def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one: bool) -> None:
     run = uuid.uuid4().hex[:8]
     settings = demo_settings(
@@ -67,9 +78,11 @@ def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one:
         b = start_worker(b_settings, log_b)  # type: ignore[arg-type]
         try:
             both = lambda: a.poll() is None and b.poll() is None  # noqa: E731
-            feed = produce_lines(broker.bootstrap, settings.topic(topics.ACCOUNT_EVENTS), lines)
+            mixed = lines if stop_one else with_bad_input(lines)
+            feed = produce_lines(broker.bootstrap, settings.topic(topics.ACCOUNT_EVENTS), mixed)
             asyncio.run(feed)
-            asyncio.run(settle(settings, 90, both))
+            _, letters = asyncio.run(settle(settings, 90, both))
+            assert len(letters) == len(mixed) - len(lines)
             first_a, first_b = handled_by(logs[0]), handled_by(logs[1])
             assert first_a and first_b, "both workers should have had partitions"
             assert not first_a & first_b, "a customer was handled by both workers"
@@ -91,7 +104,17 @@ def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one:
         assert not handled_by(logs[0]) & handled_by(logs[1])
 
 
-def test_two_workers_share_the_customers(
+def with_bad_input(lines: list[str]) -> list[str]:
+    """Every 25th message malformed: bad input under load must change nothing for the rest."""
+    mixed: list[str] = []
+    for i, line in enumerate(lines):
+        mixed.append(line)
+        if i % 25 == 0:
+            mixed.append(BAD_LINES[(i // 25) % len(BAD_LINES)])
+    return mixed
+
+
+def test_two_workers_share_the_customers_despite_bad_input(
     broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet
 ) -> None:
     run_two(broker, tmp_path, policy, stop_one=False)
