@@ -12,6 +12,7 @@ case's overdue ones). `CustomerState.due` tells the driver when to call again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
@@ -291,8 +292,9 @@ class _Run:
         if ladder is None:
             self.record("suppressed", "no_ladder", draft, detail="no ladder's `when` holds")
             return
-        case = draft.model_copy(update={"ladder": ladder.name})
-        case = case.model_copy(update={"pending": self.schedule(ladder, case)})
+        case = draft.model_copy(
+            update={"ladder": ladder.name, "pending": self.schedule(ladder, draft)}
+        )
         self.cases[case_id] = case
         self.record("opened", event.type, case)
 
@@ -566,26 +568,51 @@ class _Run:
             return None
         return Target("email" if changed == "email" else "sms", previous)
 
-    def facts(self, case: Case) -> dict[str, Any]:
-        state = self.state
-        customer = {
-            **state.profile.model_dump(mode="json"),
-            **state.preferences.model_dump(mode="json", exclude_none=True),
-            "email": state.profile.emails[0].address if state.profile.emails else None,
-            "phone": state.profile.phones[0].number if state.profile.phones else None,
-        }
-        return {
-            "data": case.data,
-            "customer": customer,
-            "case": {
+    def facts(self, case: Case) -> Mapping[str, Any]:
+        return _Facts(self.state, case)
+
+
+class _Facts(Mapping[str, Any]):
+    """What conditions read (`data.`, `customer.`, `case.`), each root built on first use."""
+
+    __slots__ = ("_built", "_case", "_state")
+
+    def __init__(self, state: CustomerState, case: Case) -> None:
+        self._state, self._case = state, case
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, root: str) -> Any:
+        if root not in self._built:
+            self._built[root] = self._build(root)
+        return self._built[root]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("data", "customer", "case"))
+
+    def __len__(self) -> int:
+        return 3
+
+    def _build(self, root: str) -> Any:
+        state, case = self._state, self._case
+        if root == "data":
+            return case.data
+        if root == "customer":
+            return {
+                **state.profile.model_dump(mode="json"),
+                **state.preferences.model_dump(mode="json", exclude_none=True),
+                "email": state.profile.emails[0].address if state.profile.emails else None,
+                "phone": state.profile.phones[0].number if state.profile.phones else None,
+            }
+        if root == "case":
+            return {
                 "steps_sent": case.steps_sent,
                 "ladder": case.ladder,
                 "escalation": case.escalation,
                 "account_id": case.account_id,
                 "paused": case.paused_at is not None,
                 "received": list(case.received),
-            },
-        }
+            }
+        raise KeyError(root)
 
 
 def _concerns(case: Case, event: Event) -> bool:
