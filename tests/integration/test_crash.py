@@ -10,52 +10,29 @@ none missing, none twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from channels.sandbox import read_outbox
 from policies.model import PolicySet
-from policies.simulator import DEFAULT_HORIZON, simulate
-from schemas.events import event_from_dict
 from streams import topics
 from streams.broker import EmbeddedBroker
 from streams.demo import (
     advance_clock,
-    demo_settings,
     produce_lines,
     settle,
     start_worker,
     stop_worker,
 )
-from tests.conftest import STORIES
+from tests.integration.scaled import GROUPS, prepare
 
 # Not in the default run (`make test-crash` runs it): on Tansu 0.6 a worker restarted
 # after SIGKILL sometimes stops committing one partition (about one run in three),
 # and the test then times out. See docs/operations.md, "Known broker limits".
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
-
-GROUPS = 30  # ten customers each
-
-
-def scaled_lines() -> list[str]:
-    lines = []
-    for raw in (json.loads(line) for line in STORIES.read_text().splitlines() if line.strip()):
-        for group in range(GROUPS):
-            lines.append(
-                json.dumps(
-                    {
-                        **raw,
-                        "customer_id": f"{raw['customer_id']}-{group}",
-                        "event_id": f"{raw['event_id']}-{group}",
-                    }
-                )
-            )
-    return lines  # still in occurred_at order: the stories file is
 
 
 def kill_when(proc: object, outbox: Path, at_least: int, timeout: float = 60.0) -> int:
@@ -74,22 +51,14 @@ def kill_when(proc: object, outbox: Path, at_least: int, timeout: float = 60.0) 
 def test_sigkill_twice_every_step_fires_exactly_once(
     broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    settings = demo_settings(
-        broker.bootstrap,
-        tmp_path,
-        app_id=f"clarion-crash-{run}",
-        topic_prefix=f"crash{run}.",
-        partitions=4,
-        log_format="json",
+    scaled = prepare(broker.bootstrap, tmp_path, policy, "crash")
+    settings, lines, expected, until = (
+        scaled.settings,
+        scaled.lines,
+        scaled.expected,
+        scaled.until,
     )
-    asyncio.run(topics.ensure_topics(settings))
-    lines = scaled_lines()
-    events = [event_from_dict(json.loads(line)) for line in lines]
-    decisions, _ = simulate(events, policy)
-    expected = {d.notification_id for d in decisions if d.action == "sent"}
     assert len(expected) == 27 * GROUPS
-    until = max(e.occurred_at for e in events) + DEFAULT_HORIZON
     outbox = settings.outbox_path
     log = (tmp_path / "workers.log").open("wb")
     workers = []

@@ -11,28 +11,23 @@ partition sometimes stalls after a member leaves (docs/operations.md).
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import uuid
 from pathlib import Path
 
 import pytest
 
 from channels.sandbox import read_outbox
 from policies.model import PolicySet
-from policies.simulator import DEFAULT_HORIZON, simulate
-from schemas.events import event_from_dict
 from streams import topics
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import (
     advance_clock,
-    demo_settings,
     produce_lines,
     settle,
     start_worker,
     stop_worker,
 )
-from tests.integration.test_crash import scaled_lines
+from tests.integration.scaled import prepare
 
 pytestmark = pytest.mark.integration
 
@@ -55,21 +50,13 @@ BAD_LINES = [
 
 
 def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one: bool) -> None:
-    run = uuid.uuid4().hex[:8]
-    settings = demo_settings(
-        broker.bootstrap,
-        tmp_path,
-        app_id=f"clarion-scale-{run}",
-        topic_prefix=f"scale{run}.",
-        partitions=4,
-        log_format="json",
+    scaled = prepare(broker.bootstrap, tmp_path, policy, "scale")
+    settings, lines, expected, until = (
+        scaled.settings,
+        scaled.lines,
+        scaled.expected,
+        scaled.until,
     )
-    asyncio.run(topics.ensure_topics(settings))
-    lines = scaled_lines()
-    events = [event_from_dict(json.loads(line)) for line in lines]
-    decisions, _ = simulate(events, policy)
-    expected = {d.notification_id for d in decisions if d.action == "sent"}
-    until = max(e.occurred_at for e in events) + DEFAULT_HORIZON
 
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     with logs[0].open("wb") as log_a, logs[1].open("wb") as log_b:

@@ -1,0 +1,64 @@
+"""Three hundred customers (the stories, copied) and what `policy simulate` says they get."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from policies.model import PolicySet
+from policies.simulator import DEFAULT_HORIZON, simulate
+from schemas.events import event_from_dict
+from streams import topics
+from streams.demo import demo_settings
+from streams.settings import Settings
+from tests.conftest import STORIES
+
+GROUPS = 30  # ten customers each
+
+
+@dataclass(frozen=True)
+class ScaledRun:
+    settings: Settings
+    lines: list[str]
+    """The events, still in occurred_at order (the stories file is)."""
+    expected: set[str]
+    """The notification ids the simulator sends."""
+    until: datetime
+    """Where the simulator stops its clock: 30 days after the last event."""
+
+
+def scaled_lines() -> list[str]:
+    lines = []
+    for raw in (json.loads(line) for line in STORIES.read_text().splitlines() if line.strip()):
+        for group in range(GROUPS):
+            copied = {
+                **raw,
+                "customer_id": f"{raw['customer_id']}-{group}",
+                "event_id": f"{raw['event_id']}-{group}",
+            }
+            lines.append(json.dumps(copied))
+    return lines
+
+
+def prepare(bootstrap: str, tmp_path: Path, policy: PolicySet, name: str) -> ScaledRun:
+    """Fresh topics (four partitions) on the shared broker, and the simulator's answer."""
+    run = uuid.uuid4().hex[:8]
+    settings = demo_settings(
+        bootstrap,
+        tmp_path,
+        app_id=f"clarion-{name}-{run}",
+        topic_prefix=f"{name}{run}.",
+        partitions=4,
+        log_format="json",
+    )
+    asyncio.run(topics.ensure_topics(settings))
+    lines = scaled_lines()
+    events = [event_from_dict(json.loads(line)) for line in lines]
+    decisions, _ = simulate(events, policy)
+    expected = {d.notification_id for d in decisions if d.action == "sent"}
+    until = max(e.occurred_at for e in events) + DEFAULT_HORIZON
+    return ScaledRun(settings, lines, expected, until)
