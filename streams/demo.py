@@ -179,7 +179,7 @@ def horizon(files: list[Path]) -> datetime | None:
     return None if last is None else last + DEFAULT_HORIZON
 
 
-async def _feed_and_settle(
+async def feed_and_settle(
     settings: Settings, files: list[Path], timeout: float, alive: Callable[[], bool]
 ) -> tuple[list[Decision], list[DeadLetter]]:
     for path in files:
@@ -207,7 +207,7 @@ def run_demo(
             worker = start_worker(settings, log)  # type: ignore[arg-type]
             try:
                 decisions, letters = asyncio.run(
-                    _feed_and_settle(settings, files, timeout, lambda: worker.poll() is None)
+                    feed_and_settle(settings, files, timeout, lambda: worker.poll() is None)
                 )
             except RuntimeError as exc:
                 raise DemoError(f"{exc}; see {workdir / 'worker.log'}") from None
