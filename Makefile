@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-crash lint bench bench-engine clean
+.PHONY: demo test test-crash lint bench bench-engine bench-pipeline clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ lint: $(STAMP)
 bench-engine: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.engine --customers $(or $(CUSTOMERS),100000)
 
-bench: bench-engine
+bench-pipeline: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.pipeline --customers $(or $(CUSTOMERS),5000)
+
+bench: bench-engine bench-pipeline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,189 @@
+"""Pipeline throughput: events per second through one worker, against a raw aiokafka loop.
+
+Run: `make bench-pipeline` (or `python -m tests.benchmarks.pipeline --customers 5000`).
+One embedded broker, one run, two measurements on the same input:
+
+- baseline: a plain aiokafka consumer -> json.loads -> producer loop, in this process;
+- pipeline: one `clarion worker` process (event clock, sandbox channel), from
+  the moment it reports ready to the moment every input offset is committed.
+
+Each customer gets a profile, a preference and a missed payment (the stories'
+most common shapes), so a third of the events open a case and send two
+messages. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams import topics
+from streams.broker import EmbeddedBroker
+from streams.demo import demo_settings, start_worker, stop_worker
+from streams.settings import Settings
+
+
+def events(customers: int) -> list[tuple[bytes, bytes]]:
+    out: list[tuple[bytes, bytes]] = []
+    for n in range(customers):
+        cid = f"C-{n:07d}"
+        base = {"customer_id": cid, "schema_version": 1, "source": "bench"}
+        out.append(
+            _msg(
+                base,
+                "customer.profile.updated",
+                f"p-{n}",
+                "2026-11-02T12:00:00Z",
+                None,
+                {
+                    "phones": [{"number": "+13125550101", "type": "mobile", "sms_consent": True}],
+                    "emails": [{"address": "a@example.com"}],
+                    "time_zones": ["America/Chicago"],
+                },
+            )
+        )
+        out.append(
+            _msg(
+                base,
+                "customer.preferences.updated",
+                f"q-{n}",
+                "2026-11-02T12:00:00Z",
+                None,
+                {"preferred_channel": "sms"},
+            )
+        )
+        out.append(
+            _msg(
+                base,
+                "payment.missed",
+                f"m-{n}",
+                "2026-11-20T15:00:00Z",
+                f"A-{n}",
+                {
+                    "amount_due": "125.40",
+                    "currency": "USD",
+                    "due_date": "2026-11-15",
+                    "days_past_due": 5,
+                },
+            )
+        )
+    return out
+
+
+def _msg(
+    base: dict[str, object],
+    kind: str,
+    eid: str,
+    at: str,
+    account: str | None,
+    data: dict[str, object],
+) -> tuple[bytes, bytes]:
+    body = {
+        **base,
+        "event_id": eid,
+        "type": kind,
+        "occurred_at": at,
+        "account_id": account,
+        "data": data,
+    }
+    return str(base["customer_id"]).encode(), json.dumps(body).encode()
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def baseline(bootstrap: str, source: str, sink: str, count: int) -> float:
+    """Seconds for a raw consume -> decode -> produce loop over `count` messages."""
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id="raw-bench"
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        seen = 0
+        started = time.perf_counter()
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for messages in batch.values():
+                for message in messages:
+                    decoded = json.loads(message.value or b"{}")
+                    await producer.send(sink, key=message.key, value=json.dumps(decoded).encode())
+                    seen += 1
+        await producer.flush()
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def wait_ready(settings: Settings, timeout: float = 60) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            url = f"http://127.0.0.1:{settings.web_port}/ready"
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.perf_counter()
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("the worker never became ready")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=5000)
+    args = parser.parse_args()
+    messages = events(args.customers)
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        work = Path(tmp)
+        settings = demo_settings(broker.bootstrap, work, partitions=4, log_format="json")
+        settings = settings.model_copy(update={"log_level": "warning"})
+        asyncio.run(topics.ensure_topics(settings))
+        source = settings.topic(topics.ACCOUNT_EVENTS)
+        asyncio.run(produce(broker.bootstrap, source, messages))
+
+        raw = asyncio.run(baseline(broker.bootstrap, source, "raw-sink", len(messages)))
+
+        with (work / "worker.log").open("wb") as log:
+            worker = start_worker(settings, log)  # type: ignore[arg-type]
+            try:
+                ready = wait_ready(settings)
+                asyncio.run(
+                    topics.wait_until_consumed(
+                        broker.bootstrap,
+                        settings.app_id,
+                        [source],
+                        timeout=1800,
+                        poll=0.1,
+                        alive=lambda: worker.poll() is None,
+                    )
+                )
+                ours = time.perf_counter() - ready
+            finally:
+                stop_worker(worker)
+    n = len(messages)
+    print(f"events                      {n:>10,}  ({args.customers:,} customers)")
+    print(f"raw aiokafka loop           {n / raw:>10,.0f} events/s")
+    print(f"clarion worker (intake)     {n / ours:>10,.0f} events/s")
+    print(f"ratio                       {ours / raw:>10.1f}x slower than raw (target: 4x or less)")
+
+
+if __name__ == "__main__":
+    main()
