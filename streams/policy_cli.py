@@ -39,7 +39,7 @@ def load(policies: Path, templates: Path | None, err: TextIO) -> tuple[PolicySet
         report = check_sources(read_directory(policies), Templates(folder).available())
     except PolicyLoadError as exc:
         for error in exc.errors:
-            print(error, file=err)
+            err.write(f"{error}\n")
         return None
     return report.policy, [str(w) for w in report.warnings]
 
@@ -50,11 +50,10 @@ def check(policies: Path, templates: Path | None, strict: bool, out: TextIO, err
         return 1
     policy, warnings = loaded
     for warning in warnings:
-        print(warning, file=err)
-    print(
+        err.write(f"{warning}\n")
+    out.write(
         f"{policies}: {len(policy.escalations)} escalations, version {policy.version}, "
-        f"templates from {templates_dir(policies, templates)}, {len(warnings)} warnings",
-        file=out,
+        f"templates from {templates_dir(policies, templates)}, {len(warnings)} warnings\n"
     )
     return 1 if strict and warnings else 0
 
@@ -77,7 +76,7 @@ def simulate_command(
     for number, line in _lines(events):
         checked = check_event(line.encode(), None, max_bytes=1 << 20, keyed=False)
         if isinstance(checked, Rejection):
-            print(f"{events}:{number}: {checked.reason}", file=err)
+            err.write(f"{events}:{number}: {checked.reason}\n")
             bad += 1
         else:
             parsed.append(checked)
