@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from channels.templates import Templates
+from channels.lint import has_opt_out, sms_segments
+from channels.templates import RenderError, TemplateMissing, Templates
+from policies.contacts import reachable
 from policies.loader import PolicyLoadError, check_sources, read_directory
 from policies.model import PolicySet
 from policies.simulator import simulate
 from schemas.events import Event
+from schemas.examples import EXAMPLE_DATA
 from schemas.intake import Rejection, check_event
+from schemas.notifications import NotificationRequest
 from streams import timeline
 from streams.app import EXAMPLE_POLICIES
 
@@ -49,13 +53,87 @@ def check(policies: Path, templates: Path | None, strict: bool, out: TextIO, err
     if loaded is None:
         return 1
     policy, warnings = loaded
-    for warning in warnings:
-        err.write(f"{warning}\n")
+    folder = templates_dir(policies, templates)
+    errors, template_warnings, notes = lint_templates(policy, Templates(folder))
+    warnings += template_warnings
+    for line in errors + warnings:
+        err.write(f"{line}\n")
+    for line in notes:
+        out.write(f"{line}\n")
     out.write(
         f"{policies}: {len(policy.escalations)} escalations, version {policy.version}, "
-        f"templates from {templates_dir(policies, templates)}, {len(warnings)} warnings\n"
+        f"templates from {folder}, {len(errors)} errors, {len(warnings)} warnings\n"
     )
-    return 1 if strict and warnings else 0
+    return 1 if errors or (strict and warnings) else 0
+
+
+def lint_templates(
+    policy: PolicySet, templates: Templates
+) -> tuple[list[str], list[str], list[str]]:
+    """Render every template a step can use, in every locale it has, with sample data.
+
+    Returns errors (it does not render), warnings (a collections SMS or email
+    without opt-out text) and notes (SMS segment counts).
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    notes: list[str] = []
+    available = templates.available()
+    done: set[tuple[str, str, str, str]] = set()
+    for name, esc in policy.escalations.items():
+        for ladder in esc.ladders:
+            for step in ladder.steps:
+                if step.send is None:
+                    continue
+                for template, channel, locale in sorted(available):
+                    if template != step.send.template or channel not in reachable(step.send):
+                        continue
+                    if (template, channel, locale, esc.category) in done:
+                        continue
+                    done.add((template, channel, locale, esc.category))
+                    where = f"templates/{template}/{channel}.{locale}.j2"
+                    request = _sample_request(name, esc.trigger, esc.category, step.send.template)
+                    request = request.model_copy(update={"channel": channel, "locale": locale})
+                    try:
+                        message = templates.render(request)
+                    except (RenderError, TemplateMissing) as exc:
+                        errors.append(f"{where}: does not render with sample data: {exc}")
+                        continue
+                    if channel == "sms":
+                        count, encoding = sms_segments(message.body)
+                        notes.append(f"{where}: {count} SMS segment(s), {encoding}")
+                    if esc.category == "collections" and not has_opt_out(channel, message.body):
+                        warnings.append(
+                            f"{where}: warning: a collections {channel} message with no "
+                            "opt-out instruction (reply STOP / unsubscribe)"
+                        )
+    return errors, warnings, notes
+
+
+def _sample_request(
+    escalation: str, trigger: str, category: str, template: str
+) -> NotificationRequest:
+    return NotificationRequest(
+        notification_id="ntf-sample",
+        customer_id="C-0000",
+        account_id="A-0000-1234",
+        case_id=f"{escalation}/A-0000-1234/sample",
+        escalation=escalation,
+        ladder="sample",
+        step=0,
+        category=category,
+        channel="email",
+        recipient="sample@example.com",
+        template=template,
+        locale="en",
+        requested_at=datetime(2026, 11, 20, 15, tzinfo=UTC),
+        policy_version="sample",
+        context={
+            "data": EXAMPLE_DATA.get(trigger, {}),
+            "account_id": "A-0000-1234",
+            "customer": {"name": "Sample Customer", "locale": "en"},
+        },
+    )
 
 
 def simulate_command(

@@ -1,0 +1,73 @@
+"""SMS segment counts, opt-out detection, and `policy check`'s template rendering."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+from channels.lint import has_opt_out, sms_segments
+from schemas.events import EVENT_DATA, event_from_dict
+from schemas.examples import EXAMPLE_DATA
+from streams import policy_cli
+from tests import samples
+from tests.conftest import POLICIES
+
+
+def test_gsm7_and_ucs2_segments() -> None:
+    assert sms_segments("a" * 160) == (1, "GSM-7")
+    assert sms_segments("a" * 161) == (2, "GSM-7")  # 153 a segment once concatenated
+    assert sms_segments("€" * 80) == (1, "GSM-7")  # extension characters count twice
+    assert sms_segments("€" * 81) == (2, "GSM-7")
+    assert sms_segments("á" * 70) == (1, "UCS-2")  # á is not in GSM 03.38
+    assert sms_segments("á" * 71) == (2, "UCS-2")
+
+
+def test_opt_out_instructions() -> None:
+    assert has_opt_out("sms", "Pay now. Reply STOP to opt out.")
+    assert not has_opt_out("sms", "Pay now. We stopped by.")
+    assert has_opt_out("email", "To stop these emails, use the unsubscribe link.")
+    assert has_opt_out("email", "use el enlace de baja")
+    assert not has_opt_out("email", "Thank you.")
+    assert has_opt_out("voice", "anything")  # a call carries no written opt-out
+
+
+def test_every_event_type_has_a_valid_example() -> None:
+    assert set(EXAMPLE_DATA) == set(EVENT_DATA)
+    for type_name in EVENT_DATA:
+        event_from_dict(samples.event(type_name))
+
+
+def copy_policies(tmp_path: Path) -> Path:
+    target = tmp_path / "p"
+    shutil.copytree(POLICIES, target)
+    return target
+
+
+def test_a_collections_sms_without_opt_out_is_a_warning(tmp_path: Path) -> None:
+    policies = copy_policies(tmp_path)
+    sms = policies / "templates" / "payment-overdue" / "sms.en.j2"
+    sms.write_text(sms.read_text().replace(" Reply STOP to opt out.", ""))
+    out, err = io.StringIO(), io.StringIO()
+    assert policy_cli.check(policies, None, False, out, err) == 0
+    assert (
+        "templates/payment-overdue/sms.en.j2: warning: a collections sms message" in err.getvalue()
+    )
+    assert policy_cli.check(policies, None, True, io.StringIO(), io.StringIO()) == 1
+
+
+def test_a_template_that_does_not_render_is_an_error(tmp_path: Path) -> None:
+    policies = copy_policies(tmp_path)
+    email = policies / "templates" / "final-notice" / "email.en.j2"
+    email.write_text(email.read_text().replace("{{ data.amount_due }}", "{{ data.amount_owed }}"))
+    out, err = io.StringIO(), io.StringIO()
+    assert policy_cli.check(policies, None, False, out, err) == 1
+    assert "templates/final-notice/email.en.j2: does not render with sample data" in err.getvalue()
+    assert "amount_owed" in err.getvalue()
+
+
+def test_segment_counts_are_reported() -> None:
+    out = io.StringIO()
+    assert policy_cli.check(POLICIES, None, True, out, io.StringIO()) == 0
+    assert "templates/payment-missed/sms.en.j2: 1 SMS segment(s), GSM-7" in out.getvalue()
+    assert "0 errors, 0 warnings" in out.getvalue()
