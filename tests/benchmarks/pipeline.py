@@ -154,7 +154,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         work = Path(tmp)
         settings = demo_settings(broker.bootstrap, work, partitions=4, log_format="json")
-        settings = settings.model_copy(update={"log_level": "warning"})
+        settings = settings.model_copy(update={"log_level": "warning", "commit_interval_s": 2.8})
         asyncio.run(topics.ensure_topics(settings))
         source = settings.topic(topics.ACCOUNT_EVENTS)
         asyncio.run(produce(broker.bootstrap, source, messages))
