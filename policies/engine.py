@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from functools import cache
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from policies.calendar import due_after
 from policies.conditions import holds
 from policies.contacts import Blocked, Target, candidates, category_block, reach
-from policies.guards import GuardBlock, History, check, lookback
+from policies.guards import GuardBlock, History, check, lookback, zones
 from policies.model import Category, Escalation, Ladder, PolicySet, Send, Step
 from policies.state import (
     Case,
@@ -35,7 +34,7 @@ from policies.state import (
 )
 from schemas.customer import ConsentChange, Preferences, Profile
 from schemas.decisions import Action, Decision
-from schemas.events import Event
+from schemas.events import CeaseRequested, Event
 from schemas.notifications import DeliveryReceipt, NotificationRequest, notification_id
 from schemas.types import Channel
 
@@ -91,13 +90,6 @@ class _Deferred:
     channel: Channel
 
 
-@dataclass(frozen=True, slots=True)
-class _Unsent:
-    reason: str
-    channel: Channel | None
-    detail: str
-
-
 class _Run:
     """One call of `decide`: the working copy of the state and the rows it produced."""
 
@@ -113,7 +105,7 @@ class _Run:
     # -- the result -------------------------------------------------------------
 
     def finish(self) -> CustomerState:
-        horizon = self.now - lookback(self.policy)
+        horizon = self.now - _index(self.policy).lookback
         unchanged = (
             self.cases == self.state.cases
             and len(self.contacts) == len(self.state.contacts)
@@ -210,12 +202,11 @@ class _Run:
             key = CustomerState.consent_key(data.channel, data.address)
             consents = {**self.state.consents, key: record}
             self.state = self.state.model_copy(update={"consents": consents})
-        elif event.type == "cease.requested":
-            scoped = getattr(data, "scope", "all") == "channel"
+        elif isinstance(data, CeaseRequested):
             cease = Cease(
                 at=self.now,
                 account_id=event.account_id,
-                channel=getattr(data, "channel", None) if scoped else None,
+                channel=data.channel if data.scope == "channel" else None,
             )
             self.state = self.state.model_copy(update={"ceases": (*self.state.ceases, cease)})
 
@@ -331,9 +322,8 @@ class _Run:
     # -- steps ------------------------------------------------------------------
 
     def schedule(self, ladder: Ladder, case: Case) -> tuple[Pending, ...]:
-        zones = self.state.profile.time_zones or self.policy.time_zone_fallback
-        zone = zones[0] if zones else None
-        holidays = _holidays(tuple(self.policy.holidays))
+        zone = zones(self.state, self.policy)[0]
+        holidays = _index(self.policy).holidays
         return tuple(
             Pending(step=i, due=due_after(case.origin, step.after, zone, holidays))
             for i, step in enumerate(ladder.steps)
@@ -401,7 +391,7 @@ class _Run:
                     detail=result.block.detail,
                     **common,
                 )
-            elif isinstance(result, _Unsent) and category.required and result.reason != "cease":
+            elif isinstance(result, Blocked) and category.required and result.reason != "cease":
                 self.record("handoff", "letter", case, detail=result.detail, **common)
             else:
                 self.record(
@@ -441,7 +431,8 @@ class _Run:
         channels: list[Channel],
         recipient: str | None,
         tried: tuple[Channel, ...],
-    ) -> _Sent | _Deferred | _Unsent:
+    ) -> _Sent | _Deferred | Blocked:
+        """The first channel that reaches the customer and passes the guards, else why not."""
         first: Blocked | GuardBlock | None = None
         first_channel: Channel | None = None
         guard_hit: _Deferred | None = None
@@ -475,15 +466,15 @@ class _Run:
                 guard_hit = guard_hit or _Deferred(block, channel)
                 continue
             if step.on_blocked == "skip":
-                return _Unsent(block.reason, channel, block.detail + "; the step skips")
+                return Blocked(channel, block.reason, block.detail + "; the step skips")
             return _Deferred(block, channel)
         if guard_hit is not None:
             return guard_hit
         if isinstance(first, Blocked):
-            return _Unsent(first.reason, first.channel, first.detail)
+            return first
         if not channels:
-            return _Unsent("no_channel", None, "no preferred channel and no fallback")
-        return _Unsent("no_channel", first_channel, "every channel of this step was tried")
+            return Blocked(None, "no_channel", "no preferred channel and no fallback")
+        return Blocked(first_channel, "no_channel", "every channel of this step was tried")
 
     def send(
         self, case: Case, category_name: str, send: Send, index: int, group: int, sent: _Sent
@@ -634,11 +625,6 @@ def _openable(esc: Escalation) -> list[Ladder]:
     return chosen
 
 
-@cache
-def _holidays(days: tuple[date, ...]) -> frozenset[date]:
-    return frozenset(days)
-
-
 @dataclass(frozen=True, slots=True)
 class _PolicyIndex:
     triggers: dict[str, list[tuple[str, Escalation]]]
@@ -647,13 +633,16 @@ class _PolicyIndex:
     """Per escalation, the event types that do something to an open case."""
     awaited: dict[str, frozenset[str]]
     """Per escalation, the event types a step's `unless_received` asks about."""
+    lookback: timedelta
+    """How long the contact ledger must keep a send for the caps."""
+    holidays: frozenset[date]
 
 
 _INDEXES: dict[str, _PolicyIndex] = {}
 
 
 def _index(policy: PolicySet) -> _PolicyIndex:
-    """Look-ups by event type, built once per policy version (a version is its content)."""
+    """Look-ups built once per policy version (a version is its content)."""
     found = _INDEXES.get(policy.version)
     if found is not None:
         return found
@@ -665,5 +654,7 @@ def _index(policy: PolicySet) -> _PolicyIndex:
         waits = frozenset(t for lad in esc.ladders for st in lad.steps for t in st.unless_received)
         awaited[name] = waits
         moves[name] = waits | {*esc.stop_on, *esc.pause_on, *esc.pause_on.values(), *esc.switch_on}
-    found = _INDEXES[policy.version] = _PolicyIndex(triggers, moves, awaited)
+    found = _INDEXES[policy.version] = _PolicyIndex(
+        triggers, moves, awaited, lookback(policy), frozenset(policy.holidays)
+    )
     return found

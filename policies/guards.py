@@ -113,7 +113,7 @@ def applicable_caps(
     """Every cap that counts this send: its channel and category match and its `when` holds."""
     found = []
     for cap in policy.frequency_caps:
-        if not _channel_matches(cap, channel):
+        if not cap.matches_channel(channel):
             continue
         if cap.categories is not None and category_name not in cap.categories:
             continue
@@ -151,7 +151,7 @@ def cap_free_at(
         c.at
         for c in history.contacts
         if at - per < c.at <= at
-        and _channel_matches(cap, c.channel)
+        and cap.matches_channel(c.channel)
         and (cap.categories is None or c.category in cap.categories)
         and (cap.scope == "customer" or c.account_id == account_id)
     )
@@ -166,30 +166,12 @@ def cap_free_at(
 
 def lookback(policy: PolicySet) -> timedelta:
     """How long contacts and conversations must be remembered for the caps to count them."""
-    known = _LOOKBACK.get(policy.version)
-    if known is None:
-        known = _LOOKBACK[policy.version] = _longest(policy)
-    return known
-
-
-_LOOKBACK: dict[str, timedelta] = {}
-
-
-def _longest(policy: PolicySet) -> timedelta:
     longest = timedelta(0)
     for cap in policy.frequency_caps:
         for length in (cap.per, cap.after_conversation):
             if length is not None and length.fixed is not None:
                 longest = max(longest, length.fixed)
     return longest
-
-
-def _channel_matches(cap: FrequencyCap, channel: Channel) -> bool:
-    if cap.channel == "any":
-        return True
-    if isinstance(cap.channel, list):
-        return channel in cap.channel
-    return cap.channel == channel
 
 
 def _channels(cap: FrequencyCap) -> str:

@@ -370,11 +370,7 @@ def _compliance_warnings(
     if esc.category == "marketing" and category.consent != "opt_in":
         found.append((f"{name}: a marketing escalation without consent: opt_in", ["category"]))
     voice_capped = category.frequency_caps == "enforce" and any(
-        (
-            cap.channel in ("any", "voice")
-            or (isinstance(cap.channel, list) and "voice" in cap.channel)
-        )
-        and (cap.categories is None or esc.category in cap.categories)
+        cap.matches_channel("voice") and (cap.categories is None or esc.category in cap.categories)
         for cap in caps
     )
     for i, ladder in enumerate(esc.ladders):

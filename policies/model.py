@@ -111,6 +111,14 @@ class FrequencyCap(_Strict):
     categories: list[str] | None = None
     when: CheckedCondition | None = None
 
+    def matches_channel(self, channel: str) -> bool:
+        """Whether a send on `channel` is one this cap counts."""
+        if self.channel == "any":
+            return True
+        if isinstance(self.channel, list):
+            return channel in self.channel
+        return self.channel == channel
+
     @model_validator(mode="after")
     def _shape(self) -> FrequencyCap:
         counting = self.max is not None and self.per is not None
@@ -214,6 +222,3 @@ class PolicySet(_Strict):
     contact_windows: dict[str, Window]
     frequency_caps: list[FrequencyCap]
     escalations: dict[str, Escalation]
-
-    def triggered_by(self, event_type: str) -> list[tuple[str, Escalation]]:
-        return [(name, esc) for name, esc in self.escalations.items() if esc.trigger == event_type]
