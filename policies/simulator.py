@@ -65,6 +65,12 @@ class Simulator:
         return outcome.decisions
 
 
+def default_until(events: Iterable[Event]) -> datetime | None:
+    """Where a run stops its clock when not told: 30 days after the last event (None: none)."""
+    last = max((e.occurred_at for e in events), default=None)
+    return None if last is None else last + DEFAULT_HORIZON
+
+
 def simulate(
     events: Iterable[Event], policy: PolicySet, until: datetime | None = None
 ) -> tuple[list[Decision], Simulator]:
@@ -79,8 +85,7 @@ def simulate(
         if until is not None and event.occurred_at > until:
             break
         decisions += sim.apply(event)
-    if until is None and ordered:
-        until = ordered[-1].occurred_at + DEFAULT_HORIZON
+    until = until if until is not None else default_until(ordered)
     if until is not None:
         decisions += sim.advance(until)
     return decisions, sim

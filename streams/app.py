@@ -50,10 +50,11 @@ def policies_dir(settings: Settings) -> Path:
     return settings.policies_dir or EXAMPLE_POLICIES
 
 
-def templates_dir(settings: Settings) -> Path:
-    if settings.templates_dir is not None:
-        return settings.templates_dir
-    beside = policies_dir(settings) / "templates"
+def templates_dir(policies: Path, explicit: Path | None = None) -> Path:
+    """`explicit`, else `templates/` beside the policy files, else the bundled examples."""
+    if explicit is not None:
+        return explicit
+    beside = policies / "templates"
     return beside if beside.is_dir() else EXAMPLE_POLICIES / "templates"
 
 
@@ -61,7 +62,8 @@ def create_app(
     settings: Settings, policy: PolicySet | None = None, channel: Channel | None = None
 ) -> faust.App:
     policy = policy or load_directory(policies_dir(settings))
-    templates = Templates(templates_dir(settings), policy.default_locale)
+    folder = templates_dir(policies_dir(settings), settings.templates_dir)
+    templates = Templates(folder, policy.default_locale)
     channel = channel or SandboxChannel(settings.outbox_path)
 
     app = faust.App(

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaProducer
 
-from policies.simulator import DEFAULT_HORIZON
+from policies.simulator import default_until
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
@@ -168,15 +168,11 @@ async def advance_clock(settings: Settings, to: datetime) -> None:
 
 
 def horizon(files: list[Path]) -> datetime | None:
-    """What `policy simulate` runs to by default: 30 days after the last valid event."""
-    last: datetime | None = None
-    for path in files:
-        for line in read_lines(path):
-            checked = check_event(line.encode(), None, keyed=False)
-            if not isinstance(checked, Rejection):
-                at = checked.occurred_at
-                last = at if last is None else max(last, at)
-    return None if last is None else last + DEFAULT_HORIZON
+    """What `policy simulate` runs to by default, over the files' valid events."""
+    checked = (
+        check_event(line.encode(), None, keyed=False) for p in files for line in read_lines(p)
+    )
+    return default_until(e for e in checked if not isinstance(e, Rejection))
 
 
 async def feed_and_settle(

@@ -23,24 +23,15 @@ from schemas.examples import EXAMPLE_DATA
 from schemas.intake import Rejection, check_event
 from schemas.notifications import NotificationRequest
 from streams import timeline
-from streams.app import EXAMPLE_POLICIES
+from streams.app import templates_dir
 
 FORMATS = ("table", "jsonl")
 
 
-def templates_dir(policies: Path, explicit: Path | None) -> Path:
-    """`--templates`, else `templates/` beside the policy files, else the bundled examples."""
-    if explicit is not None:
-        return explicit
-    beside = policies / "templates"
-    return beside if beside.is_dir() else EXAMPLE_POLICIES / "templates"
-
-
-def load(policies: Path, templates: Path | None, err: TextIO) -> tuple[PolicySet, list[str]] | None:
+def load(policies: Path, templates: Templates, err: TextIO) -> tuple[PolicySet, list[str]] | None:
     """The checked set and its warnings; None (errors written to `err`) when it does not load."""
-    folder = templates_dir(policies, templates)
     try:
-        report = check_sources(read_directory(policies), Templates(folder).available())
+        report = check_sources(read_directory(policies), templates.available())
     except PolicyLoadError as exc:
         for error in exc.errors:
             err.write(f"{error}\n")
@@ -49,12 +40,13 @@ def load(policies: Path, templates: Path | None, err: TextIO) -> tuple[PolicySet
 
 
 def check(policies: Path, templates: Path | None, strict: bool, out: TextIO, err: TextIO) -> int:
-    loaded = load(policies, templates, err)
+    folder = templates_dir(policies, templates)
+    found = Templates(folder)
+    loaded = load(policies, found, err)
     if loaded is None:
         return 1
     policy, warnings = loaded
-    folder = templates_dir(policies, templates)
-    errors, template_warnings, notes = lint_templates(policy, Templates(folder))
+    errors, template_warnings, notes = lint_templates(policy, found)
     warnings += template_warnings
     for line in errors + warnings:
         err.write(f"{line}\n")
@@ -145,7 +137,7 @@ def simulate_command(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    loaded = load(policies, templates, err)
+    loaded = load(policies, Templates(templates_dir(policies, templates)), err)
     if loaded is None:
         return 1
     policy, _ = loaded

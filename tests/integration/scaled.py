@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from policies.model import PolicySet
-from policies.simulator import DEFAULT_HORIZON, simulate
+from policies.simulator import default_until, simulate
 from schemas.events import event_from_dict
 from streams import topics
 from streams.demo import demo_settings
@@ -60,5 +60,6 @@ def prepare(bootstrap: str, tmp_path: Path, policy: PolicySet, name: str) -> Sca
     events = [event_from_dict(json.loads(line)) for line in lines]
     decisions, _ = simulate(events, policy)
     expected = {d.notification_id for d in decisions if d.action == "sent"}
-    until = max(e.occurred_at for e in events) + DEFAULT_HORIZON
+    until = default_until(events)
+    assert until is not None
     return ScaledRun(settings, lines, expected, until)
