@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from channels.outcomes import Classified, Effect
 from schemas.types import Channel as ChannelName
 
 
@@ -21,6 +22,10 @@ class Message:
     locale: str = "en"
     category: str = ""
     template: str = ""
+    voicemail: str | None = None
+    """Voice only: the limited-content words an answering machine may hear."""
+    unsubscribe_url: str | None = None
+    """The customer's preference page, when the message carries one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,31 @@ class SendResult:
     provider_message_id: str | None = None
     error_code: str | None = None
     detail: str = ""
+    reason: str = ""
+    """A stable code from `channels.outcomes` (empty when accepted)."""
+    effect: Effect | None = None
+    """What a permanent failure says about the recipient: opted out, or unusable."""
+    retry_after_s: float | None = None
+    """The provider's own word on when to try again (429 `Retry-After`)."""
+
+    @classmethod
+    def failed(
+        cls,
+        classified: Classified,
+        provider: str,
+        detail: str,
+        error_code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> SendResult:
+        return cls(
+            classified.outcome,
+            provider,
+            error_code=error_code,
+            detail=detail,
+            reason=classified.reason,
+            effect=classified.effect,
+            retry_after_s=retry_after_s,
+        )
 
 
 class Channel(Protocol):

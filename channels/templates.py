@@ -16,6 +16,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from channels.base import Message
 from schemas.notifications import NotificationRequest
 
+VOICEMAIL = "voicemail"
+"""The template every voice call needs: what an answering machine may hear (no account details)."""
+
 
 class TemplateMissing(LookupError):
     """No file for this template, channel and locale (nor the default locale)."""
@@ -55,19 +58,15 @@ class Templates:
         return frozenset(found)
 
     def render(self, request: NotificationRequest) -> Message:
-        path = self.path_for(request.template, request.channel, request.locale)
-        compiled = self._cache.get(path)
-        if compiled is None:
-            compiled = self._env.from_string(path.read_text(encoding="utf-8"))
-            self._cache[path] = compiled
-        try:
-            text = compiled.render(**request.context, channel=request.channel)
-        except TemplateError as exc:
-            raise RenderError(f"{path.relative_to(self.directory)}: {exc}") from exc
+        text = self._render(request.template, request)
+        voicemail = None
+        if request.channel == "voice":
+            voicemail = self._render(VOICEMAIL, request).strip()
         subject = None
         if request.channel == "email":
             first, _, rest = text.partition("\n")
             if not first.startswith("Subject:"):
+                path = self.path_for(request.template, request.channel, request.locale)
                 raise RenderError(
                     f"{path.relative_to(self.directory)}: an email template starts "
                     "with a 'Subject: ...' line"
@@ -83,4 +82,16 @@ class Templates:
             locale=request.locale,
             category=request.category,
             template=request.template,
+            voicemail=voicemail,
         )
+
+    def _render(self, template: str, request: NotificationRequest) -> str:
+        path = self.path_for(template, request.channel, request.locale)
+        compiled = self._cache.get(path)
+        if compiled is None:
+            compiled = self._env.from_string(path.read_text(encoding="utf-8"))
+            self._cache[path] = compiled
+        try:
+            return str(compiled.render(**request.context, channel=request.channel))
+        except TemplateError as exc:
+            raise RenderError(f"{path.relative_to(self.directory)}: {exc}") from exc

@@ -84,7 +84,7 @@ def lint_templates(
                         continue
                     done.add((template, channel, locale, esc.category))
                     where = f"templates/{template}/{channel}.{locale}.j2"
-                    request = _sample_request(name, esc.trigger, esc.category, step.send.template)
+                    request = sample_request(name, esc.trigger, esc.category, step.send.template)
                     request = request.model_copy(update={"channel": channel, "locale": locale})
                     try:
                         message = templates.render(request)
@@ -102,7 +102,7 @@ def lint_templates(
     return errors, warnings, notes
 
 
-def _sample_request(
+def sample_request(
     escalation: str, trigger: str, category: str, template: str
 ) -> NotificationRequest:
     return NotificationRequest(

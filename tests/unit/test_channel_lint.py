@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from channels.lint import has_opt_out, sms_segments
+from channels.templates import Templates
 from schemas.events import EVENT_DATA, event_from_dict
 from schemas.examples import EXAMPLE_DATA
 from streams import policy_cli
@@ -71,3 +72,22 @@ def test_segment_counts_are_reported() -> None:
     assert policy_cli.check(POLICIES, None, True, out, io.StringIO()) == 0
     assert "templates/payment-missed/sms.en.j2: 1 SMS segment(s), GSM-7" in out.getvalue()
     assert "0 errors, 0 warnings" in out.getvalue()
+
+
+def test_voice_needs_the_voicemail_safe_template(tmp_path: Path) -> None:
+    policies = copy_policies(tmp_path)
+    shutil.rmtree(policies / "templates" / "voicemail")
+    out, err = io.StringIO(), io.StringIO()
+    assert policy_cli.check(policies, None, False, out, err) == 1
+    assert "templates/collections-call/voice.en.j2: does not render" in err.getvalue()
+    assert "no template voicemail/voice.en.j2" in err.getvalue()
+
+
+def test_a_voice_message_carries_words_safe_for_a_machine() -> None:
+    templates = Templates(POLICIES / "templates")
+    request = policy_cli.sample_request("collections", "payment.missed", "collections", "x")
+    request = request.model_copy(update={"channel": "voice", "template": "collections-call"})
+    message = templates.render(request)
+    assert message.voicemail and "call us back" in message.voicemail
+    assert request.context["account_id"][-4:] in message.body
+    assert request.context["account_id"][-4:] not in message.voicemail
