@@ -99,7 +99,7 @@ def _email(state: CustomerState, category_name: str) -> Target | Blocked:
         return Blocked("email", "no_contact_point", "no email address on file")
     for email in state.profile.emails:
         consent = state.consents.get(CustomerState.consent_key("email", email.address))
-        if consent is not None and consent.status == "revoked":
+        if consent is not None and consent.status in ("revoked", "unusable"):
             continue
         if category_name == "collections" and email.type == "work" and not email.consented:
             continue

@@ -309,6 +309,7 @@ class _Run:
                 talk = Conversation(at=self.now, account_id=found.account_id)
                 self.conversations.append(talk)
         elif receipt.status in _PERMANENT:
+            self.learn(receipt)
             tried = tuple(
                 r.channel
                 for r in found.sent.values()
@@ -318,6 +319,22 @@ class _Run:
                 found.case_id,
                 Pending(step=ref.step, due=self.now, groups=(ref.group,), tried=tried),
             )
+
+    def learn(self, receipt: DeliveryReceipt) -> None:
+        """What a permanent failure says of the address: opted out, or never usable."""
+        if receipt.effect is None or not receipt.recipient:
+            return
+        record = ConsentRecord(
+            channel=receipt.channel,
+            address=receipt.recipient,
+            status="revoked" if receipt.effect == "opted_out" else "unusable",
+            source=f"{receipt.provider}:{receipt.reason or receipt.error_code or receipt.status}",
+            at=self.now,
+        )
+        key = CustomerState.consent_key(receipt.channel, receipt.recipient)
+        self.state = self.state.model_copy(
+            update={"consents": {**self.state.consents, key: record}}
+        )
 
     # -- steps ------------------------------------------------------------------
 
@@ -438,6 +455,8 @@ class _Run:
         guard_hit: _Deferred | None = None
         for channel in channels:
             if channel in tried:
+                failed = Blocked(channel, "delivery_failed", f"{channel} failed for this step")
+                first, first_channel = first or failed, first_channel or channel
                 continue
             if category.honours_cease and self.ceased(case.account_id, channel):
                 found: Target | Blocked = Blocked(channel, "cease", f"cease covers {channel}")

@@ -18,6 +18,7 @@ RejectCode = Literal[
     "unsupported_schema_version",
     "invalid_notification",
     "invalid_clock",
+    "invalid_receipt",
     "internal_error",
 ]
 

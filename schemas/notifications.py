@@ -76,3 +76,11 @@ class DeliveryReceipt(BaseModel):
     provider_message_id: str | None = None
     error_code: str | None = None
     answered_by: Literal["human", "machine", "unknown"] | None = None
+    reason: str | None = Field(
+        default=None, description="the classified failure (channels.outcomes), for the ledger"
+    )
+    effect: Literal["opted_out", "unusable"] | None = Field(
+        default=None,
+        description="what a permanent failure says of the recipient: opted out, or unusable",
+    )
+    recipient: str | None = Field(default=None, description="the address or number it went to")

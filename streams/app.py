@@ -8,11 +8,16 @@ message and it would be gone. What cannot be processed goes to `dead-letters`.
   engine -> `decisions` (hand-offs also to `agent-tasks`) and
   `notifications-outbound`. Clock messages on `timer-ticks` fire the steps
   falling due (streams/timers.py says how timers survive restarts).
-- `dispatch`: `notifications-outbound` -> render -> channel -> `decisions`.
+  Delivery receipts (from the dispatcher and, later, the providers' webhooks)
+  reach the engine the same way, on `delivery-receipts`.
+- `dispatch`: `notifications-outbound` -> render -> channel -> `decisions`
+  (streams/dispatch.py); `retry` brings back, when due, what a provider
+  could not take yet (`notification-retries`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,19 +29,21 @@ from faust.types import TP
 from pydantic import ValidationError
 
 from channels.base import Channel
-from channels.sandbox import SandboxChannel
-from channels.templates import RenderError, TemplateMissing, Templates
+from channels.router import ChannelRouter
+from channels.templates import Templates
 from policies.engine import Input, Tick, decide
 from policies.loader import load_directory
 from policies.model import PolicySet
 from policies.state import CustomerState
 from schemas.dead_letters import DeadLetter, RejectCode
-from schemas.decisions import Decision, dispatched_decision
+from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
-from schemas.notifications import NotificationRequest
+from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams import topics
 from streams.clock import now_for
-from streams.dedupe import HandledIds, RecentIds
+from streams.dedupe import RecentIds
+from streams.dispatch import Attempt, Dispatcher, Sinks
+from streams.providers import build_channels
 from streams.settings import Settings
 from streams.timers import TimerIndex, clock_message, read_clock, stored
 
@@ -64,7 +71,11 @@ def create_app(
     policy = policy or load_directory(policies_dir(settings))
     folder = templates_dir(policies_dir(settings), settings.templates_dir)
     templates = Templates(folder, policy.default_locale)
-    channel = channel or SandboxChannel(settings.outbox_path)
+    channels = (
+        ChannelRouter({"sms": channel, "email": channel, "voice": channel})
+        if channel is not None
+        else build_channels(settings)
+    )
 
     app = faust.App(
         settings.app_id,
@@ -96,9 +107,11 @@ def create_app(
         )
 
     ticks_name = settings.topic(topics.TIMER_TICKS)
+    receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
     inputs = app.topic(
         *(settings.topic(n) for n in topics.INPUTS),
         ticks_name,
+        receipts_name,
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
@@ -108,6 +121,8 @@ def create_app(
     dead_letters = topic(topics.DEAD_LETTERS)
     agent_tasks = topic(topics.AGENT_TASKS)
     ticks = topic(topics.TIMER_TICKS)
+    receipts = topic(topics.DELIVERY_RECEIPTS)
+    retries = topic(topics.NOTIFICATION_RETRIES)
 
     customers = app.Table("customers", partitions=settings.partitions)
     seen = app.Table("seen-event-ids", partitions=settings.partitions)
@@ -232,6 +247,16 @@ def create_app(
                         continue
                     await fire_due(partition, at)
                     continue
+                if event.message.topic == receipts_name:
+                    try:
+                        receipt = DeliveryReceipt.model_validate_json(raw)
+                    except ValidationError as exc:
+                        await dead_letter(event, "invalid_receipt", str(exc))
+                        continue
+                    now = now_for(settings.clock, receipt.at)
+                    await fire_due(partition, now)
+                    await apply(receipt.customer_id, partition, receipt, now)
+                    continue
                 checked = check_event(raw, event.message.key, max_bytes=settings.max_message_bytes)
                 if isinstance(checked, Rejection):
                     await dead_letter(event, checked.code, checked.reason)
@@ -249,81 +274,78 @@ def create_app(
             except Exception as exc:  # never let Faust ack a message we did not handle
                 await dead_letter(event, "internal_error", _describe(exc))
 
+    async def send_retry(item: Attempt) -> None:
+        await retries.send(key=item.request.customer_id.encode(), value=item.to_json())
+
+    async def send_receipt(receipt: DeliveryReceipt) -> None:
+        value = receipt.model_dump_json().encode()
+        await receipts.send(key=receipt.customer_id.encode(), value=value)
+
+    dispatcher = Dispatcher(
+        settings,
+        templates,
+        channels,
+        Sinks(
+            record=record,
+            retry=send_retry,
+            receipt=send_receipt,
+            handled_get=dispatched.get,
+            handled_set=dispatched.__setitem__,
+            flush=app.producer.flush,
+        ),
+    )
+
     @app.agent(outbound, name="dispatch", concurrency=1)
     async def dispatch(stream: faust.StreamT[bytes]) -> None:
+        """Batches of requests, so provider calls overlap (see streams/dispatch.py)."""
+        async for events in stream.take_events(settings.dispatch_concurrency, within=0.05):
+            batch: list[tuple[faust.EventT, Attempt]] = []
+            for event in events:
+                try:
+                    batch.append((event, Attempt(_request(event.message.value))))
+                except ValidationError as exc:
+                    stream._set_current_event(event)
+                    await dead_letter(event, "invalid_notification", str(exc))
+            await run_batch(stream, batch)
+
+    @app.agent(retries, name="retry", concurrency=1)
+    async def retry(stream: faust.StreamT[bytes]) -> None:
+        """Each retry when it is due: in partition order, so one waits behind another."""
         async for event in stream.events():
             try:
-                request = NotificationRequest.model_validate_json(event.message.value or b"")
-            except ValidationError as exc:
-                await dead_letter(event, "invalid_notification", str(exc))
+                item = Attempt.from_json(event.message.value or b"")
+            except (ValidationError, ValueError, KeyError, TypeError) as exc:
+                await dead_letter(event, "invalid_notification", f"not a retry: {exc}")
                 continue
-            try:
-                await dispatch_once(request)
-            except Exception as exc:
+            if item.not_before is not None:
+                wait = (item.not_before - datetime.now(UTC)).total_seconds()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await run_batch(stream, [(event, item)])
+
+    async def run_batch(
+        stream: faust.StreamT[bytes], batch: list[tuple[faust.EventT, Attempt]]
+    ) -> None:
+        def enter(i: int) -> None:
+            stream._set_current_event(batch[i][0])
+
+        try:
+            await dispatcher.run([item for _, item in batch], enter)
+        except Exception as exc:  # never let Faust ack what we did not handle
+            for event, _ in batch:
+                stream._set_current_event(event)
                 await dead_letter(event, "internal_error", _describe(exc))
 
-    async def dispatch_once(request: NotificationRequest) -> None:
-        """Send a notification at most once, whatever is replayed after a crash.
-
-        "attempting" is flushed to the changelog before the provider call and
-        "done" after it. A replay that finds "done" skips. One that finds only
-        "attempting" asks the channel whether the provider took the message, and if
-        it cannot tell, records `failed / unknown_outcome` rather than risk a duplicate.
-        """
-        cid, nid = request.customer_id, request.notification_id
-        handled = HandledIds.from_json(dispatched.get(cid), settings.dedupe_max_ids)
-        status = handled.get(nid)
-        if status == "done":
-            log.info("dispatch.duplicate_dropped", notification_id=nid, customer_id=cid)
-            return
-        if status == "attempting":
-            taken = await channel.accepted(nid)
-            at = now_for(settings.clock, request.requested_at)
-            if taken is None:
-                await record(
-                    _failed(request, at, "unknown_outcome", "a crash during the provider call")
-                )
-            elif taken:
-                await record(dispatched_decision(request, at, recovered=True))
-            if taken is not False:
-                dispatched[cid] = handled.set(nid, "done").to_json()
-                return
-        dispatched[cid] = handled.set(nid, "attempting").to_json()
-        await app.producer.flush()  # durable before the provider hears of it
-        decision = await _deliver(request, templates, channel, settings)
-        dispatched[cid] = handled.set(nid, "done").to_json()
-        await record(decision)
+    @app.service
+    class _CloseChannels(faust.Service):
+        async def on_stop(self) -> None:
+            await channels.close()
 
     return app
 
 
-async def _deliver(
-    request: NotificationRequest, templates: Templates, channel: Channel, settings: Settings
-) -> Decision:
-    at = now_for(settings.clock, request.requested_at)
-    try:
-        message = templates.render(request)
-    except (TemplateMissing, RenderError) as exc:
-        return _failed(request, at, "template_error", str(exc))
-    result = await channel.send(message)
-    if result.outcome == "accepted":
-        return dispatched_decision(
-            request, at, provider=result.provider, provider_message_id=result.provider_message_id
-        )
-    return _failed(request, at, f"{result.outcome}_failure", result.detail, result.error_code)
-
-
-def _failed(
-    request: NotificationRequest,
-    at: datetime,
-    reason: str,
-    detail: str,
-    error_code: str | None = None,
-) -> Decision:
-    extra: dict[str, Any] = {"error_code": error_code} if error_code else {}
-    return dispatched_decision(request, at).model_copy(
-        update={"action": "failed", "reason": reason, "detail": detail, "extra": extra}
-    )
+def _request(raw: bytes | None) -> NotificationRequest:
+    return NotificationRequest.model_validate_json(raw or b"")
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 PREFIX = "CLARION_"
 
@@ -62,6 +62,70 @@ class Settings(BaseModel):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # Which implementation serves each channel, and the providers' settings.
+    channel_sms: Literal["sandbox", "twilio"] = "sandbox"
+    channel_voice: Literal["sandbox", "twilio"] = "sandbox"
+    channel_email: Literal["sandbox", "sendgrid"] = "sandbox"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_sms_from: str | None = Field(default=None, description="E.164 sender number")
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="sends through a messaging service instead of one number"
+    )
+    twilio_voice_from: str | None = None
+    twilio_status_callback_url: str | None = Field(
+        default=None, description="the public URL Twilio calls back (behind any proxy)"
+    )
+    twilio_machine_detection: Literal["", "Enable", "DetectMessageEnd"] = "DetectMessageEnd"
+    twilio_api_base: str | None = Field(default=None, description="tests and egress proxies")
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_from_email: str | None = None
+    sendgrid_from_name: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_unsubscribe_groups: str = Field(
+        default="", description="category=group_id pairs, comma-separated"
+    )
+    sendgrid_unsubscribe_mailto: str | None = None
+    provider_timeout_s: float = Field(default=10.0, gt=0)
+
+    # The dispatcher: how fast, how often again, when to stop trying a provider.
+    dispatch_concurrency: int = Field(
+        default=32, ge=1, description="provider calls in flight per worker"
+    )
+    rate_sms_per_s: float = Field(default=10.0, gt=0, description="per Twilio sender")
+    rate_voice_per_s: float = Field(default=1.0, gt=0, description="per Twilio caller number")
+    rate_email_per_s: float = Field(default=100.0, gt=0, description="SendGrid requests")
+    retry_max_attempts: int = Field(default=6, ge=1, description="attempts per message")
+    retry_base_s: float = Field(default=1.0, gt=0, description="first back-off; doubles")
+    retry_max_s: float = Field(default=60.0, gt=0, description="longest back-off")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="consecutive transient failures that open the circuit"
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0, gt=0, description="how long an open circuit waits before one trial"
+    )
+
+    @model_validator(mode="after")
+    def _providers_have_credentials(self) -> Settings:
+        """A configured provider without its credentials stops the worker at start-up."""
+        needed: list[str] = []
+        if "twilio" in (self.channel_sms, self.channel_voice):
+            needed += ["twilio_account_sid", "twilio_auth_token"]
+        if self.channel_sms == "twilio" and not self.twilio_messaging_service_sid:
+            needed.append("twilio_sms_from")
+        if self.channel_voice == "twilio":
+            needed.append("twilio_voice_from")
+        if self.channel_email == "sendgrid":
+            needed += ["sendgrid_api_key", "sendgrid_from_email"]
+        missing = [PREFIX + n.upper() for n in needed if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"missing for the configured channels: {', '.join(missing)}")
+        return self
+
+    def unsubscribe_groups(self) -> dict[str, int]:
+        pairs = (p.split("=", 1) for p in self.sendgrid_unsubscribe_groups.split(",") if p)
+        return {name.strip(): int(group) for name, group in pairs}
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
@@ -80,6 +144,14 @@ class Settings(BaseModel):
         except ValidationError as exc:
             lines = []
             for err in exc.errors(include_url=False):
-                field = str(err["loc"][0]) if err["loc"] else "?"
-                lines.append(f"{PREFIX}{field.upper()}: {err['msg']} (got {err.get('input')!r})")
+                if not err["loc"]:
+                    lines.append(str(err["msg"]).removeprefix("Value error, "))
+                    continue
+                field = str(err["loc"][0])
+                shown = "***" if _secret(field) else repr(err.get("input"))
+                lines.append(f"{PREFIX}{field.upper()}: {err['msg']} (got {shown})")
             raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def _secret(field: str) -> bool:
+    return field.endswith(("_token", "_key", "_secret"))

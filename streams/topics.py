@@ -29,6 +29,7 @@ DECISIONS = "decisions"
 AGENT_TASKS = "agent-tasks"
 DEAD_LETTERS = "dead-letters"
 TIMER_TICKS = "timer-ticks"
+NOTIFICATION_RETRIES = "notification-retries"
 
 INPUTS = (ACCOUNT_EVENTS, CUSTOMER_PROFILES, PREFERENCE_UPDATES)
 ALL = (
@@ -39,6 +40,7 @@ ALL = (
     AGENT_TASKS,
     DEAD_LETTERS,
     TIMER_TICKS,
+    NOTIFICATION_RETRIES,
 )
 COMPACTED = frozenset({CUSTOMER_PROFILES})
 

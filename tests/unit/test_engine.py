@@ -440,6 +440,40 @@ def test_a_permanent_failure_moves_the_step_to_its_fallback_and_delivery_is_reco
     assert rows(done) == [("delivered", "delivered")]
 
 
+def test_a_stop_on_record_revokes_sms_for_that_number_and_later_steps_fall_back() -> None:
+    policy = policy_of(
+        ONE_SMS.replace(
+            "template: t, fallback: [email]}}",
+            "template: t, fallback: [email]}}\n"
+            "          - {after: 1d, send: {channel: sms, template: t, fallback: [email]}}",
+        )
+    )
+    out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    sms = out.notifications[0]
+    refused = DeliveryReceipt(
+        notification_id=sms.notification_id,
+        customer_id="C-1",
+        channel="sms",
+        provider="twilio",
+        status="failed",
+        at=FRI_0900_CHI + timedelta(minutes=1),
+        error_code="21610",
+        reason="recipient_opted_out",
+        effect="opted_out",
+        recipient=sms.recipient,
+    )
+    then = decide(out.state, refused, refused.at, policy)
+    assert [(d.action, d.reason, d.channel) for d in then.decisions] == [
+        ("sent", "fallback", "email")
+    ]
+    assert then.decisions[0].detail == "sms failed for this step"
+    consent = then.state.consents[f"sms:{sms.recipient}"]
+    assert (consent.status, consent.source) == ("revoked", "twilio:recipient_opted_out")
+    next_day = decide(then.state, Tick("C-1"), FRI_0900_CHI + timedelta(days=1), policy)
+    sent = [(d.action, d.channel) for d in next_day.decisions if d.action == "sent"]
+    assert sent == [("sent", "email")]  # the number that said STOP gets no more SMS
+
+
 def test_now_must_be_aware() -> None:
     policy = policy_of(ONE_SMS)
     with pytest.raises(ValueError, match="aware"):

@@ -1,0 +1,284 @@
+"""The dispatcher: notification requests -> rendered messages -> providers, never twice.
+
+A batch goes through four phases. The first and last run in the agent's own
+task, one request at a time, because they write the `dispatched-ids` table and
+Faust routes a table write by the event being processed. Only the provider
+calls in between run concurrently, under the rate limits and the circuit
+breakers.
+
+1. Idempotency: skip ids already `done` (or owned by the retry path), and mark
+   the rest `attempting`.
+2. Flush the table's changelog, so a crash after this point is remembered.
+3. Render and send, concurrently (`dispatch_concurrency` calls in flight).
+4. Record every outcome: `dispatched` or `failed` in the ledger; `done`, or
+   `retry` with the request on the retry topic; a delivery receipt for the
+   engine when the recipient cannot be reached this way (it falls back).
+
+A crash between the provider's acceptance and phase 4 leaves `attempting`.
+The replay then asks the provider whether it took the message; Twilio and
+SendGrid cannot say, so the message is recorded `failed / unknown_outcome` and
+not sent again. That window is one provider round trip per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from channels.base import SendResult
+from channels.limits import CircuitBreaker, TokenBucket, backoff, jitter
+from channels.router import ChannelRouter
+from channels.templates import RenderError, TemplateMissing, Templates
+from schemas.decisions import Decision, dispatched_decision
+from schemas.notifications import DeliveryReceipt, NotificationRequest
+from streams.clock import now_for
+from streams.dedupe import HandledIds
+from streams.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request, and which attempt at it this is (1 = the first)."""
+
+    request: NotificationRequest
+    number: int = 1
+    not_before: datetime | None = None
+    """Set on the retry topic only: an item without it is the original request."""
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "request": self.request.model_dump(mode="json"),
+                "attempt": self.number,
+                "not_before": self.not_before.isoformat() if self.not_before else None,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Attempt:
+        body = json.loads(raw)
+        at = body.get("not_before")
+        return cls(
+            NotificationRequest.model_validate(body["request"]),
+            int(body["attempt"]),
+            datetime.fromisoformat(at) if at else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """Not attempted: the provider's circuit is open until `until` (monotonic seconds)."""
+
+    until: float
+
+
+Outcome = SendResult | _Held | Decision
+"""What phase 3 produced for one attempt: a provider's answer, a hold, or a ledger row."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sinks:
+    """Where the dispatcher writes: the shell (the Faust app) provides these."""
+
+    record: Callable[[Decision], Awaitable[None]]
+    retry: Callable[[Attempt], Awaitable[None]]
+    receipt: Callable[[DeliveryReceipt], Awaitable[None]]
+    handled_get: Callable[[str], Any]
+    handled_set: Callable[[str, Any], None]
+    flush: Callable[[], Awaitable[None]]
+
+
+class Dispatcher:
+    def __init__(
+        self, settings: Settings, templates: Templates, channels: ChannelRouter, sinks: Sinks
+    ) -> None:
+        self.settings, self.templates, self.channels, self.sinks = (
+            settings,
+            templates,
+            channels,
+            sinks,
+        )
+        self._in_flight = asyncio.Semaphore(settings.dispatch_concurrency)
+        self._buckets: dict[str, TokenBucket] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+
+    async def run(self, batch: Sequence[Attempt], enter: Callable[[int], None]) -> None:
+        """Dispatch a batch; `enter(i)` makes item i the event table writes belong to."""
+        todo: list[int] = []
+        claimed: set[str] = set()
+        for i, item in enumerate(batch):
+            if item.request.notification_id in claimed:
+                continue  # the same request twice in one batch (a replay): once is enough
+            enter(i)
+            if await self._claim(item):
+                todo.append(i)
+                claimed.add(item.request.notification_id)
+        if not todo:
+            return
+        await self.sinks.flush()  # "attempting" is durable before any provider hears of it
+        outcomes = await asyncio.gather(*(self._attempt(batch[i]) for i in todo))
+        for i, outcome in zip(todo, outcomes, strict=True):
+            enter(i)
+            await self._settle(batch[i], outcome)
+
+    # -- phase 1 ----------------------------------------------------------------
+
+    async def _claim(self, item: Attempt) -> bool:
+        """Whether to send `item` now; answers a crash-interrupted attempt first."""
+        request = item.request
+        handled = self._handled(request.customer_id)
+        status = handled.get(request.notification_id)
+        if status == "done" or (status == "retry" and item.not_before is None):
+            log.info("dispatch.duplicate_dropped", notification_id=request.notification_id)
+            return False
+        if status == "attempting":
+            taken = await self.channels.accepted(request.notification_id)
+            if taken is not False:
+                at = self._at(request)
+                if taken is None:
+                    detail = "a crash during the provider call; not sent again"
+                    await self.sinks.record(_failed(request, at, "unknown_outcome", detail))
+                else:
+                    await self.sinks.record(dispatched_decision(request, at, recovered=True))
+                self._mark(request, "done")
+                return False
+        self._mark(request, "attempting")
+        return True
+
+    # -- phase 3 ----------------------------------------------------------------
+
+    async def _attempt(self, item: Attempt) -> Outcome:
+        request = item.request
+        try:
+            message = self.templates.render(request)
+        except (TemplateMissing, RenderError) as exc:
+            return _failed(request, self._at(request), "template_error", str(exc))
+        provider = self.channels.provider_for(request.channel)
+        breaker = self._breaker(provider)
+        if not breaker.allows(time.monotonic()):
+            return _Held(breaker.reopens_at())
+        await self._bucket(provider, request.channel).acquire()
+        async with self._in_flight:
+            result = await self.channels.send(message)
+        breaker.record(result.outcome, time.monotonic())
+        return result
+
+    # -- phase 4 ----------------------------------------------------------------
+
+    async def _settle(self, item: Attempt, outcome: Outcome) -> None:
+        request, at = item.request, self._at(item.request)
+        if isinstance(outcome, Decision):
+            self._mark(request, "done")
+            await self.sinks.record(outcome)
+            return
+        if isinstance(outcome, _Held):
+            wait = max(0.0, outcome.until - time.monotonic()) + jitter()
+            await self._schedule(item, item.number, wait, "circuit_open")
+            return
+        extra = {"provider": outcome.provider, "attempt": item.number}
+        if outcome.outcome == "accepted":
+            self._mark(request, "done")
+            mid = outcome.provider_message_id
+            await self.sinks.record(
+                dispatched_decision(request, at, provider_message_id=mid, **extra)
+            )
+            return
+        last = outcome.outcome == "permanent" or item.number >= self.settings.retry_max_attempts
+        reason = outcome.reason or f"{outcome.outcome}_failure"
+        if outcome.outcome == "transient" and last:
+            reason = "retries_exhausted"
+        await self.sinks.record(
+            _failed(request, at, reason, outcome.detail, outcome.error_code, **extra)
+        )
+        if not last:
+            s = self.settings
+            wait = backoff(item.number, s.retry_base_s, s.retry_max_s, jitter)
+            await self._schedule(
+                item, item.number + 1, max(wait, outcome.retry_after_s or 0), reason
+            )
+            return
+        self._mark(request, "done")
+        await self.sinks.receipt(
+            DeliveryReceipt(
+                notification_id=request.notification_id,
+                customer_id=request.customer_id,
+                channel=request.channel,
+                provider=outcome.provider,
+                status="failed",
+                at=at,
+                error_code=outcome.error_code,
+                reason=reason,
+                effect=outcome.effect,
+                recipient=request.recipient,
+            )
+        )
+
+    async def _schedule(self, item: Attempt, number: int, wait_s: float, why: str) -> None:
+        not_before = datetime.now(UTC) + timedelta(seconds=wait_s)
+        self._mark(item.request, "retry")
+        await self.sinks.retry(Attempt(item.request, number, not_before))
+        log.info(
+            "dispatch.retry_scheduled",
+            notification_id=item.request.notification_id,
+            attempt=number,
+            wait_s=round(wait_s, 2),
+            why=why,
+        )
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _handled(self, customer_id: str) -> HandledIds:
+        raw = self.sinks.handled_get(customer_id)
+        return HandledIds.from_json(raw, self.settings.dedupe_max_ids)
+
+    def _mark(self, request: NotificationRequest, status: str) -> None:
+        handled = self._handled(request.customer_id).set(request.notification_id, status)
+        self.sinks.handled_set(request.customer_id, handled.to_json())
+
+    def _at(self, request: NotificationRequest) -> datetime:
+        return now_for(self.settings.clock, request.requested_at)
+
+    def _breaker(self, provider: str) -> CircuitBreaker:
+        found = self.breakers.get(provider)
+        if found is None:
+            s = self.settings
+            found = self.breakers[provider] = CircuitBreaker(
+                s.breaker_failures, s.breaker_cooldown_s
+            )
+        return found
+
+    def _bucket(self, provider: str, channel: str) -> TokenBucket:
+        """One bucket per provider and sender (each Twilio number has its own rate)."""
+        s = self.settings
+        rate = {"sms": s.rate_sms_per_s, "voice": s.rate_voice_per_s}.get(
+            channel, s.rate_email_per_s
+        )
+        key = f"{provider}:{channel}"
+        found = self._buckets.get(key)
+        if found is None:
+            found = self._buckets[key] = TokenBucket(rate)
+        return found
+
+
+def _failed(
+    request: NotificationRequest,
+    at: datetime,
+    reason: str,
+    detail: str,
+    error_code: str | None = None,
+    **extra: Any,
+) -> Decision:
+    if error_code:
+        extra["error_code"] = error_code
+    return dispatched_decision(request, at).model_copy(
+        update={"action": "failed", "reason": reason, "detail": detail, "extra": extra}
+    )

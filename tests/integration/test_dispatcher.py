@@ -1,0 +1,200 @@
+"""The dispatcher's rules, against the real Twilio SDK and a fake Twilio on loopback.
+
+The sinks are plain lists and a dict here (the Faust app gives it topics and a
+table), so each rule is checked on its own: idempotency, retries with
+back-off, the circuit breaker, and what a permanent failure feeds back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channels.router import ChannelRouter
+from channels.sandbox import SandboxChannel, read_outbox
+from channels.templates import Templates
+from channels.twilio import TwilioConfig, TwilioSms
+from schemas.decisions import Decision
+from schemas.notifications import DeliveryReceipt
+from streams.dispatch import Attempt, Dispatcher, Sinks
+from streams.settings import Settings
+from tests.conftest import POLICIES
+from tests.fakes import FakeTwilio
+from tests.unit.test_shell_helpers import request
+
+SID, TOKEN = "AC" + "3" * 32, "token"
+
+
+@dataclass
+class Recorded:
+    decisions: list[Decision] = field(default_factory=list)
+    retries: list[Attempt] = field(default_factory=list)
+    receipts: list[DeliveryReceipt] = field(default_factory=list)
+    table: dict[str, Any] = field(default_factory=dict)
+    flushes: int = 0
+
+    def sinks(self) -> Sinks:
+        async def record(d: Decision) -> None:
+            self.decisions.append(d)
+
+        async def retry(a: Attempt) -> None:
+            self.retries.append(a)
+
+        async def receipt(r: DeliveryReceipt) -> None:
+            self.receipts.append(r)
+
+        async def flush() -> None:
+            self.flushes += 1
+
+        return Sinks(record, retry, receipt, self.table.get, self.table.__setitem__, flush)
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [(d.action, d.reason) for d in self.decisions]
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio(SID, TOKEN) as fake:
+        yield fake
+
+
+def dispatcher(fake: FakeTwilio, seen: Recorded, **settings: Any) -> Dispatcher:
+    sms = TwilioSms(TwilioConfig(SID, TOKEN, sms_from="+15550000000", api_base=fake.url))
+    values: dict[str, Any] = {"clock": "event", "retry_base_s": 0.01, "retry_max_s": 0.02}
+    values.update(settings)
+    return Dispatcher(
+        Settings(**values),
+        Templates(POLICIES / "templates"),
+        ChannelRouter({"sms": sms, "email": sms, "voice": sms}),
+        seen.sinks(),
+    )
+
+
+def nothing(_: int) -> None:
+    return None
+
+
+async def test_sent_once_whatever_is_replayed(twilio: FakeTwilio) -> None:
+    seen = Recorded()
+    d = dispatcher(twilio, seen)
+    first = Attempt(request("payment-missed", "sms"))
+    await d.run([first, first], nothing)  # the same request twice in one batch
+    await d.run([first], nothing)  # and again later
+    await d.channels.close()
+    assert len(twilio.accepted) == 1
+    assert seen.rows() == [("dispatched", "channel_accepted")]
+    assert seen.decisions[0].extra["provider_message_id"].startswith("SM")
+    assert seen.table["C-1"] == {"ntf-1": "done"}
+    assert seen.flushes == 1  # "attempting" was made durable before the provider call
+
+
+async def test_a_missing_template_fails_without_a_provider_call(twilio: FakeTwilio) -> None:
+    seen = Recorded()
+    d = dispatcher(twilio, seen)
+    await d.run([Attempt(request("no-such-template", "sms"))], nothing)
+    await d.channels.close()
+    assert seen.rows() == [("failed", "template_error")]
+    assert twilio.behaviour.requests == 0
+
+
+async def test_an_outage_is_retried_until_the_provider_recovers(twilio: FakeTwilio) -> None:
+    seen = Recorded()
+    d = dispatcher(twilio, seen)
+    twilio.behaviour.outage_status = 503
+    original = Attempt(request("payment-missed", "sms"))
+    await d.run([original], nothing)
+    [again] = seen.retries
+    assert again.number == 2 and again.not_before is not None
+    assert seen.table["C-1"] == {"ntf-1": "retry"}
+    await d.run([original], nothing)  # a replay of the original: the retry path owns it now
+    assert len(seen.retries) == 1
+    twilio.behaviour.outage_status = None
+    await d.run([again], nothing)
+    await d.channels.close()
+    assert seen.rows() == [("failed", "twilio_503"), ("dispatched", "channel_accepted")]
+    assert seen.decisions[1].extra["attempt"] == 2
+    assert len(twilio.accepted) == 1 and seen.receipts == []
+
+
+async def test_exhausted_retries_end_in_a_receipt_for_the_engine(twilio: FakeTwilio) -> None:
+    seen = Recorded()
+    d = dispatcher(twilio, seen, retry_max_attempts=2, breaker_failures=10)
+    twilio.behaviour.outage_status = 500
+    await d.run([Attempt(request("payment-missed", "sms"))], nothing)
+    await d.run([seen.retries[-1]], nothing)
+    await d.channels.close()
+    assert seen.rows() == [("failed", "twilio_500"), ("failed", "retries_exhausted")]
+    [receipt] = seen.receipts
+    assert (receipt.status, receipt.reason, receipt.notification_id) == (
+        "failed",
+        "retries_exhausted",
+        "ntf-1",
+    )
+
+
+async def test_a_stop_reply_on_record_revokes_and_falls_back(twilio: FakeTwilio) -> None:
+    seen = Recorded()
+    d = dispatcher(twilio, seen)
+    item = request("payment-missed", "sms").model_copy(update={"recipient": "+15005550004"})
+    await d.run([Attempt(item)], nothing)
+    await d.channels.close()
+    assert seen.rows() == [("failed", "recipient_opted_out")]
+    assert seen.decisions[0].extra["error_code"] == "21610"
+    [receipt] = seen.receipts
+    assert (receipt.effect, receipt.recipient, receipt.error_code) == (
+        "opted_out",
+        "+15005550004",
+        "21610",
+    )
+    assert seen.retries == []
+
+
+async def test_the_circuit_opens_on_an_outage_and_closes_on_recovery(twilio: FakeTwilio) -> None:
+    seen = Recorded()
+    d = dispatcher(twilio, seen, breaker_failures=2, breaker_cooldown_s=0.2)
+    twilio.behaviour.outage_status = 503
+    batch = [
+        Attempt(request("payment-missed", "sms").model_copy(update={"notification_id": f"n-{i}"}))
+        for i in range(4)
+    ]
+    for item in batch:
+        await d.run([item], nothing)
+    assert d.breakers["twilio"].state == "open"
+    assert twilio.behaviour.requests == 2  # the last two were held, not sent
+    assert len(seen.decisions) == 2 and len(seen.retries) == 4
+    twilio.behaviour.outage_status = None
+    await asyncio.sleep(0.25)
+    await d.run([seen.retries[2]], nothing)  # the half-open trial
+    assert d.breakers["twilio"].state == "closed"
+    await d.channels.close()
+
+
+async def test_a_crash_mid_call_is_resent_only_when_the_provider_says_it_never_came(
+    tmp_path: Path, twilio: FakeTwilio
+) -> None:
+    seen = Recorded()
+    outbox = tmp_path / "outbox.jsonl"
+    sandbox = SandboxChannel(outbox)
+    d = Dispatcher(
+        Settings(clock="event"),
+        Templates(POLICIES / "templates"),
+        ChannelRouter({"sms": sandbox, "email": sandbox, "voice": sandbox}),
+        seen.sinks(),
+    )
+    seen.table["C-1"] = {"ntf-1": "attempting"}  # what a crash mid-call leaves behind
+    await d.run([Attempt(request("payment-missed", "sms"))], nothing)
+    assert seen.rows() == [("dispatched", "channel_accepted")]  # the outbox says: never came
+    assert len(read_outbox(outbox)) == 1
+
+    seen = Recorded()
+    d = dispatcher(twilio, seen)
+    seen.table["C-1"] = {"ntf-1": "attempting"}
+    await d.run([Attempt(request("payment-missed", "sms"))], nothing)
+    await d.channels.close()
+    assert seen.rows() == [("failed", "unknown_outcome")]  # Twilio cannot say: never twice
+    assert twilio.behaviour.requests == 0
