@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
 
 from policies.simulator import default_until
 from schemas.dead_letters import DeadLetter
@@ -74,6 +75,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment a worker process needs to run with these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLARION_")}
     for name, value in settings.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         env[f"CLARION_{name.upper()}"] = str(value)
     return env
 

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import itertools
 import json
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -240,3 +241,25 @@ def _mail_problem(body: dict[str, Any]) -> str | None:
     if not any(c.get("value") for c in body.get("content", [])):
         return "Unless a valid template_id is provided, the content parameter is required."
     return None
+
+
+class ProvidersThread:
+    """Both fakes on their own event loop in a thread: for tests whose workers are processes."""
+
+    def __init__(self, account_sid: str, auth_token: str, api_key: str) -> None:
+        self.twilio = FakeTwilio(account_sid, auth_token)
+        self.sendgrid = FakeSendGrid(api_key)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> ProvidersThread:
+        self._thread.start()
+        for fake in (self.twilio, self.sendgrid):
+            asyncio.run_coroutine_threadsafe(fake.__aenter__(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fake in (self.twilio, self.sendgrid):
+            asyncio.run_coroutine_threadsafe(fake.__aexit__(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
