@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-crash lint bench bench-engine bench-pipeline clean
+.PHONY: demo test test-crash lint bench bench-engine bench-pipeline bench-dispatch clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,10 @@ bench-engine: $(STAMP)
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.pipeline --customers $(or $(CUSTOMERS),5000)
 
-bench: bench-engine bench-pipeline
+bench-dispatch: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.dispatch
+
+bench: bench-engine bench-pipeline bench-dispatch
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
