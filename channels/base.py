@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import structlog
+
 from channels.outcomes import Classified, Effect
 from schemas.types import Channel as ChannelName
 
@@ -77,3 +79,15 @@ class Channel(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def log_attempt(message: Message, result: SendResult) -> None:
+    """One key-value line per provider call (recipients are masked by the log processors)."""
+    structlog.get_logger("channels").info(
+        f"{result.provider}.attempt",
+        notification_id=message.notification_id,
+        channel=message.channel,
+        outcome=result.outcome,
+        reason=result.reason or None,
+        error_code=result.error_code,
+    )

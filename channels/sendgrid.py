@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
-import structlog
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import (
     Asm,
@@ -29,10 +28,8 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from channels.base import Message, SendResult
+from channels.base import Message, SendResult, log_attempt
 from channels.outcomes import INVALID_ADDRESS, TRANSPORT, sendgrid_error
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +116,7 @@ class SendGridEmail:
                 result = SendResult.failed(
                     classified, self.provider, f"HTTP {status}: {text[:300]}", str(status), retry
                 )
-        log.info(
-            "sendgrid.attempt",
-            notification_id=message.notification_id,
-            outcome=result.outcome,
-            reason=result.reason or None,
-            error_code=result.error_code,
-        )
+        log_attempt(message, result)
         return result
 
     async def accepted(self, notification_id: str) -> bool | None:

@@ -22,17 +22,14 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
-import structlog
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.base import Message, SendResult
+from channels.base import Message, SendResult, log_attempt
 from channels.outcomes import TRANSPORT, twilio_error
-
-log = structlog.get_logger(__name__)
 
 _last_headers: ContextVar[dict[str, str] | None] = ContextVar("twilio_last_headers", default=None)
 """The headers of the last answer in this task: `Retry-After` is not on the SDK's exception."""
@@ -136,14 +133,7 @@ class _Twilio:
             result = SendResult.failed(TRANSPORT, self.provider, detail)
         else:
             result = SendResult("accepted", self.provider, provider_message_id=created.sid)
-        log.info(
-            "twilio.attempt",
-            notification_id=message.notification_id,
-            channel=message.channel,
-            outcome=result.outcome,
-            reason=result.reason or None,
-            error_code=result.error_code,
-        )
+        log_attempt(message, result)
         return result
 
     async def accepted(self, notification_id: str) -> bool | None:
