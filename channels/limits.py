@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,10 +29,14 @@ class TokenBucket:
     """`rate` sends per second on average, bursts up to `burst`; waiters queue in order."""
 
     def __init__(
-        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate, self.burst = rate, burst if burst is not None else max(1.0, rate)
-        self._clock = clock
+        self._clock, self._sleep = clock, sleep
         self._tokens, self._at = self.burst, clock()
         self._lock = asyncio.Lock()
 
@@ -45,7 +49,7 @@ class TokenBucket:
         async with self._lock:  # first come, first served
             self._refill()
             if self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+                await self._sleep((1 - self._tokens) / self.rate)
                 self._refill()
             self._tokens -= 1
 
