@@ -36,18 +36,17 @@ from channels.templates import Templates
 from policies.engine import Input, Tick, decide
 from policies.loader import load_directory
 from policies.model import PolicySet
-from policies.state import CustomerState
 from schemas.dead_letters import DeadLetter, RejectCode
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams import topics
 from streams.clock import now_for
-from streams.dedupe import RecentIds
 from streams.dispatch import Attempt, Dispatcher, Sinks
 from streams.providers import build_channels
 from streams.settings import Settings
-from streams.timers import TimerIndex, clock_message, read_clock, stored
+from streams.timers import TimerIndex, clock_message, read_clock
+from streams.working import StateCache, Working
 
 log = structlog.get_logger(__name__)
 
@@ -160,21 +159,20 @@ def create_app(
         if decision.action == "handoff":
             await agent_tasks.send(key=decision.customer_id.encode(), value=value)
 
-    async def apply(customer: str, partition: int, item: Input, now: datetime) -> None:
-        """One engine step for one customer; the table write carries its next due instant."""
-        value = customers.get(customer)
-        state = (
-            CustomerState.model_validate(value["state"])
-            if value
-            else CustomerState(customer_id=customer)
-        )
+    async def apply(
+        work: Working, customer: str, event: faust.EventT, item: Input, now: datetime
+    ) -> None:
+        """One engine step for one customer, on the batch's working copy of its state."""
+        partition = event.message.partition
+        state = work.state(customer, partition, event)
         outcome = decide(state, item, now, policy)
         for decision in outcome.decisions:
             await record(decision)
         for request in outcome.notifications:
             await outbound.send(key=customer.encode(), value=request.model_dump_json().encode())
+        if outcome.state is not state:
+            work.put(customer, outcome.state)
         due = outcome.state.due
-        customers[customer] = stored(partition, due, outcome.state.model_dump(mode="json"))
         if due is not None:
             index.push(partition, due, customer)
 
@@ -188,17 +186,17 @@ def create_app(
         index.load(partition, entries)
         log.info("timers.loaded", partition=partition, pending=len(entries))
 
-    async def fire_due(partition: int, upto: datetime) -> None:
+    async def fire_due(work: Working, event: faust.EventT, upto: datetime) -> None:
         """Run every customer whose next step is due by `upto`, on the partition's clock."""
+        partition = event.message.partition
         if not index.loaded(partition):
             load_index(partition)
         while (entry := index.pop_due(partition, upto)) is not None:
             due, customer = entry
-            value = customers.get(customer)
-            if not value or value.get("due") != due.isoformat():
+            if work.due(customer) != due.isoformat():
                 continue  # stale: the step fired, moved or was cancelled since
             now = due if settings.clock == "event" else max(due, datetime.now(UTC))
-            await apply(customer, partition, Tick(customer), now)
+            await apply(work, customer, event, Tick(customer), now)
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender: object, revoked: set[TP], **_: object) -> None:
@@ -235,46 +233,56 @@ def create_app(
         }
         return web.json(state, status=200 if state["ready"] else 503)
 
+    cache = StateCache(settings.state_cache_size)
+
     @app.agent(inputs, name="intake", concurrency=1)
     async def intake(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            raw: bytes = event.message.value or b""
-            partition = event.message.partition
+        """Batches of inputs; each customer's state is read and written once per batch."""
+        async for events in stream.take_events(
+            settings.intake_batch, within=settings.intake_batch_wait_s
+        ):
+            work = Working(customers, seen, cache, window, settings.dedupe_max_ids, enter=_enter)
+            for event in events:
+                _enter(event)
+                try:
+                    await handle(work, event)
+                except Exception as exc:  # never let Faust ack a message we did not handle
+                    await dead_letter(event, "internal_error", _describe(exc))
+            work.flush()
+
+    async def handle(work: Working, event: faust.EventT) -> None:
+        raw: bytes = event.message.value or b""
+        if event.message.topic == ticks_name:
             try:
-                if event.message.topic == ticks_name:
-                    try:
-                        at = read_clock(raw)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        await dead_letter(event, "invalid_clock", f"not a clock message: {exc}")
-                        continue
-                    await fire_due(partition, at)
-                    continue
-                if event.message.topic == receipts_name:
-                    try:
-                        receipt = DeliveryReceipt.model_validate_json(raw)
-                    except ValidationError as exc:
-                        await dead_letter(event, "invalid_receipt", str(exc))
-                        continue
-                    now = now_for(settings.clock, receipt.at)
-                    await fire_due(partition, now)
-                    await apply(receipt.customer_id, partition, receipt, now)
-                    continue
-                checked = check_event(raw, event.message.key, max_bytes=settings.max_message_bytes)
-                if isinstance(checked, Rejection):
-                    await dead_letter(event, checked.code, checked.reason)
-                    continue
-                cid = checked.customer_id
-                recent = RecentIds.from_json(seen.get(cid), window, settings.dedupe_max_ids)
-                if checked.event_id in recent:
-                    log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)
-                    continue
-                recent.add(checked.event_id, datetime.now(UTC))
-                now = now_for(settings.clock, checked.occurred_at)
-                await fire_due(partition, now)  # what was due before this input happens first
-                await apply(cid, partition, checked, now)
-                seen[cid] = recent.to_json()
-            except Exception as exc:  # never let Faust ack a message we did not handle
-                await dead_letter(event, "internal_error", _describe(exc))
+                at = read_clock(raw)
+            except (ValueError, KeyError, TypeError) as exc:
+                await dead_letter(event, "invalid_clock", f"not a clock message: {exc}")
+                return
+            await fire_due(work, event, at)
+            return
+        if event.message.topic == receipts_name:
+            try:
+                receipt = DeliveryReceipt.model_validate_json(raw)
+            except ValidationError as exc:
+                await dead_letter(event, "invalid_receipt", str(exc))
+                return
+            now = now_for(settings.clock, receipt.at)
+            await fire_due(work, event, now)
+            await apply(work, receipt.customer_id, event, receipt, now)
+            return
+        checked = check_event(raw, event.message.key, max_bytes=settings.max_message_bytes)
+        if isinstance(checked, Rejection):
+            await dead_letter(event, checked.code, checked.reason)
+            return
+        cid = checked.customer_id
+        recent = work.recent(cid, event)
+        if checked.event_id in recent:
+            log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)
+            return
+        now = now_for(settings.clock, checked.occurred_at)
+        await fire_due(work, event, now)  # what was due before this input happens first
+        await apply(work, cid, event, checked, now)
+        recent.add(checked.event_id, datetime.now(UTC))
 
     async def send_retry(item: Attempt) -> None:
         await retries.send(key=item.request.customer_id.encode(), value=item.to_json())

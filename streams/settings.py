@@ -43,6 +43,15 @@ class Settings(BaseModel):
         default=72.0, gt=0, description="how long an event id is remembered after it was seen"
     )
     dedupe_max_ids: int = Field(default=512, ge=1)
+    intake_batch: int = Field(
+        default=500, ge=1, description="inputs the intake agent takes at once (at most)"
+    )
+    intake_batch_wait_s: float = Field(
+        default=0.005, gt=0, description="how long intake waits to fill a batch"
+    )
+    state_cache_size: int = Field(
+        default=100_000, ge=0, description="decoded customer states kept between batches"
+    )
     tick_interval_s: float = Field(
         default=0.25, gt=0, description="how often a worker advances its timers (wall clock)"
     )
