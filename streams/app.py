@@ -118,9 +118,7 @@ def create_app(
         partitions=settings.partitions,
     )
     outbound = topic(topics.NOTIFICATIONS_OUTBOUND)
-    decisions = topic(topics.DECISIONS)
     dead_letters = topic(topics.DEAD_LETTERS)
-    agent_tasks = topic(topics.AGENT_TASKS)
     ticks = topic(topics.TIMER_TICKS)
     receipts = topic(topics.DELIVERY_RECEIPTS)
     retries = topic(topics.NOTIFICATION_RETRIES)
@@ -153,11 +151,20 @@ def create_app(
             offset=msg.offset,
         )
 
+    decisions_name = settings.topic(topics.DECISIONS)
+    agent_tasks_name = settings.topic(topics.AGENT_TASKS)
+    outbound_name = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+
+    async def produce(topic_name: str, key: bytes, value: bytes) -> None:
+        """Straight to the producer: `Topic.send`'s per-message machinery cost more than
+        the rest of an input together (the topics exist; ensure_topics made them)."""
+        await app.producer.send(topic_name, key, value, None, None, None)
+
     async def record(decision: Decision) -> None:
         value = decision.model_dump_json().encode()
-        await decisions.send(key=decision.customer_id.encode(), value=value)
+        await produce(decisions_name, decision.customer_id.encode(), value)
         if decision.action == "handoff":
-            await agent_tasks.send(key=decision.customer_id.encode(), value=value)
+            await produce(agent_tasks_name, decision.customer_id.encode(), value)
 
     async def apply(
         work: Working, customer: str, event: faust.EventT, item: Input, now: datetime
@@ -169,7 +176,7 @@ def create_app(
         for decision in outcome.decisions:
             await record(decision)
         for request in outcome.notifications:
-            await outbound.send(key=customer.encode(), value=request.model_dump_json().encode())
+            await produce(outbound_name, customer.encode(), request.model_dump_json().encode())
         if outcome.state is not state:
             work.put(customer, outcome.state)
         due = outcome.state.due
