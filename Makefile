@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-crash lint bench bench-engine bench-pipeline bench-dispatch clean
+.PHONY: demo test test-crash lint bench bench-engine bench-pipeline bench-dispatch bench-latency clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,10 @@ bench-pipeline: $(STAMP)
 bench-dispatch: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.dispatch
 
-bench: bench-engine bench-pipeline bench-dispatch
+bench-latency: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.latency --rate $(or $(RATE),1000)
+
+bench: bench-engine bench-pipeline bench-dispatch bench-latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

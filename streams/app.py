@@ -46,6 +46,7 @@ from streams.dispatch import Attempt, Dispatcher, Sinks
 from streams.providers import build_channels
 from streams.settings import Settings
 from streams.timers import TimerIndex, clock_message, read_clock
+from streams.transport import ClarionApp
 from streams.working import StateCache, Working
 
 log = structlog.get_logger(__name__)
@@ -78,8 +79,9 @@ def create_app(
         else build_channels(settings)
     )
 
-    app = faust.App(
+    app = ClarionApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
         datadir=str(settings.data_dir),

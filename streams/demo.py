@@ -66,6 +66,7 @@ def demo_settings(bootstrap: str, workdir: Path, **overrides: Any) -> Settings:
         "session_timeout_s": 2.0,
         "heartbeat_interval_s": 0.5,
         "commit_interval_s": 0.2,
+        "fetch_max_wait_ms": 10,
         "log_format": "console",
     }
     return Settings(**{**values, **overrides})

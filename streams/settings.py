@@ -43,6 +43,11 @@ class Settings(BaseModel):
         default=72.0, gt=0, description="how long an event id is remembered after it was seen"
     )
     dedupe_max_ids: int = Field(default=512, ge=1)
+    fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description="consumer fetch wait; unset keeps Faust's 1500 (the demo sets 10 for Tansu)",
+    )
     intake_batch: int = Field(
         default=500, ge=1, description="inputs the intake agent takes at once (at most)"
     )

@@ -1,0 +1,137 @@
+"""Latency: from producing an event to its notification request on `notifications-outbound`.
+
+Run: `make bench-latency` (or `python -m tests.benchmarks.latency --rate 1000`).
+One embedded broker and one `clarion worker`. First every customer gets a
+profile, and the benchmark waits until the worker has taken them all. Then
+`transaction.large` events go out at a steady rate, one per customer, each on
+a fresh account. Their first step is an immediate SMS (fraud ignores contact
+windows). A consumer on `notifications-outbound` matches each request to its
+event by `cause_event_id`. Both clocks are this process's. Prints
+percentiles; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from statistics import quantiles
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams import topics
+from streams.broker import EmbeddedBroker
+from streams.demo import demo_settings, start_worker, stop_worker
+from tests.benchmarks.pipeline import _msg, produce, wait_ready
+
+
+def profiles(customers: int) -> list[tuple[bytes, bytes]]:
+    data = {
+        "phones": [{"number": "+13125550101", "type": "mobile", "sms_consent": True}],
+        "emails": [{"address": "a@example.com"}],
+        "time_zones": ["America/Chicago"],
+    }
+    return [
+        _msg(_base(n), "customer.profile.updated", f"p-{n}", "2026-11-02T12:00:00Z", None, data)
+        for n in range(customers)
+    ]
+
+
+def transaction(n: int) -> tuple[bytes, bytes]:
+    data = {
+        "transaction_id": f"T-{n}",
+        "amount": "3200.00",
+        "currency": "USD",
+        "merchant": "Electronics Ltd",
+        "country": "GB",
+    }
+    return _msg(_base(n), "transaction.large", f"t-{n}", "2026-11-20T15:00:00Z", f"A-{n}", data)
+
+
+def _base(n: int) -> dict[str, object]:
+    return {"customer_id": f"C-{n:07d}", "schema_version": 1, "source": "bench"}
+
+
+async def measure(bootstrap: str, source: str, outbound: str, count: int, rate: float) -> None:
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    consumer = AIOKafkaConsumer(
+        outbound, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=10
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await producer.start()
+    await consumer.seek_to_end()
+
+    async def collect() -> None:
+        while len(latencies) < count:
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for messages in batch.values():
+                for message in messages:
+                    cause = json.loads(message.value or b"{}").get("cause_event_id")
+                    if cause in sent_at:
+                        latencies.append(now - sent_at.pop(cause))
+
+    collector = asyncio.create_task(collect())
+    started = time.perf_counter()
+    try:
+        for n in range(count):
+            due = started + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            key, value = transaction(n)
+            sent_at[f"t-{n}"] = time.perf_counter()
+            await producer.send(source, key=key, value=value)
+        offered = count / (time.perf_counter() - started)
+        await asyncio.wait_for(collector, timeout=120)
+    finally:
+        collector.cancel()
+        await consumer.stop()
+        await producer.stop()
+    cuts = quantiles(latencies, n=100)
+    print(f"offered rate                {offered:>10,.0f} events/s over {count:,} events")
+    print(f"latency p50                 {cuts[49] * 1000:>10.1f} ms")
+    print(f"latency p90                 {cuts[89] * 1000:>10.1f} ms")
+    print(f"latency p99                 {cuts[98] * 1000:>10.1f} ms   (target: under 50 ms)")
+    print(f"latency max                 {max(latencies) * 1000:>10.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    count = int(args.rate * args.seconds)
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
+        settings = demo_settings(broker.bootstrap, Path(tmp), partitions=4, log_format="json")
+        settings = settings.model_copy(update={"log_level": "warning", "commit_interval_s": 2.8})
+        asyncio.run(topics.ensure_topics(settings))
+        source = settings.topic(topics.ACCOUNT_EVENTS)
+        asyncio.run(produce(broker.bootstrap, source, profiles(count)))
+        with (Path(tmp) / "worker.log").open("wb") as log:
+            worker = start_worker(settings, log)  # type: ignore[arg-type]
+            try:
+                wait_ready(settings)
+                asyncio.run(
+                    topics.wait_until_consumed(
+                        broker.bootstrap,
+                        settings.app_id,
+                        [source],
+                        timeout=1800,
+                        poll=0.1,
+                        alive=lambda: worker.poll() is None,
+                    )
+                )
+                outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+                asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
+            finally:
+                stop_worker(worker)
+
+
+if __name__ == "__main__":
+    main()
