@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-crash lint bench bench-engine bench-pipeline bench-dispatch bench-latency clean
+.PHONY: demo test test-crash lint bench bench-engine bench-pipeline bench-dispatch bench-latency bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,10 @@ bench-dispatch: $(STAMP)
 bench-latency: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.latency --rate $(or $(RATE),1000)
 
-bench: bench-engine bench-pipeline bench-dispatch bench-latency
+bench-memory: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.memory --cases $(or $(CASES),100000) --store memory rocksdb
+
+bench: bench-engine bench-pipeline bench-dispatch bench-latency bench-memory
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
