@@ -138,7 +138,7 @@ def measure(broker: EmbeddedBroker, work: Path, cases: int, store: str) -> dict[
             asyncio.run(advance_clock(settings, CLOCK))
             time.sleep(3)
             url = f"http://127.0.0.1:{settings.web_port}/ready"
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=120) as response:
                 pending = json.loads(response.read())["pending_timers"]
             rss = resident_mb(worker.pid)
         finally:
