@@ -186,23 +186,35 @@ def create_app(
         if due is not None:
             index.push(partition, due, customer)
 
-    def load_index(partition: int) -> None:
-        """Rebuild one partition's timer index from the table (after an assignment)."""
+    async def load_index(wanted: int) -> None:
+        """Rebuild the timer index from the table, for every partition not indexed yet.
+
+        One pass over the table serves them all (a pass per partition would cost
+        partitions x customers). It yields to the event loop every few thousand
+        customers, so health checks and the other agents go on meanwhile; only
+        this agent writes the table, and it is the one waiting here.
+        """
         started = time.perf_counter()
-        entries = [
-            (datetime.fromisoformat(v["due"]), k)
-            for k, v in customers.items()
-            if v.get("partition") == partition and v.get("due")
-        ]
-        index.load(partition, entries)
+        found: dict[int, list[tuple[datetime, str]]] = {wanted: []}
+        for n, customer in enumerate(list(customers.keys())):
+            value = customers.get(customer)
+            where = value.get("partition") if value else None
+            if where is not None and value and value.get("due") and not index.loaded(where):
+                found.setdefault(where, []).append((datetime.fromisoformat(value["due"]), customer))
+            if n % 5000 == 4999:
+                await asyncio.sleep(0)
         elapsed_ms = round((time.perf_counter() - started) * 1000)
-        log.info("timers.loaded", partition=partition, pending=len(entries), elapsed_ms=elapsed_ms)
+        for partition, entries in found.items():
+            index.load(partition, entries)
+            log.info(
+                "timers.loaded", partition=partition, pending=len(entries), elapsed_ms=elapsed_ms
+            )
 
     async def fire_due(work: Working, event: faust.EventT, upto: datetime) -> None:
         """Run every customer whose next step is due by `upto`, on the partition's clock."""
         partition = event.message.partition
         if not index.loaded(partition):
-            load_index(partition)
+            await load_index(partition)
         while (entry := index.pop_due(partition, upto)) is not None:
             due, customer = entry
             if work.due(customer) != due.isoformat():
