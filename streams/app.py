@@ -192,12 +192,14 @@ def create_app(
         One pass over the table serves them all (a pass per partition would cost
         partitions x customers). It yields to the event loop every few thousand
         customers, so health checks and the other agents go on meanwhile; only
-        this agent writes the table, and it is the one waiting here.
+        this agent writes the table, and it is the one waiting here, so the table
+        does not change under the iteration.
         """
         started = time.perf_counter()
         found: dict[int, list[tuple[datetime, str]]] = {wanted: []}
-        for n, customer in enumerate(list(customers.keys())):
-            value = customers.get(customer)
+        # items(), not keys() and get(): RocksDB's get() looks only in the partition
+        # of the event being handled, and this pass reads every partition.
+        for n, (customer, value) in enumerate(customers.items()):
             where = value.get("partition") if value else None
             if where is not None and value and value.get("due") and not index.loaded(where):
                 found.setdefault(where, []).append((datetime.fromisoformat(value["due"]), customer))
