@@ -115,27 +115,30 @@ class Dispatcher:
         """Dispatch a batch; `enter(i)` makes item i the event table writes belong to."""
         todo: list[int] = []
         claimed: set[str] = set()
+        marks = _Marks(self.sinks, self.settings.dedupe_max_ids)
         for i, item in enumerate(batch):
             if item.request.notification_id in claimed:
                 continue  # the same request twice in one batch (a replay): once is enough
-            enter(i)
-            if await self._claim(item):
+            marks.item = i
+            if await self._claim(item, marks):
                 todo.append(i)
                 claimed.add(item.request.notification_id)
+        marks.write(enter)
         if not todo:
             return
         await self.sinks.flush()  # "attempting" is durable before any provider hears of it
         outcomes = await asyncio.gather(*(self._attempt(batch[i]) for i in todo))
         for i, outcome in zip(todo, outcomes, strict=True):
-            enter(i)
-            await self._settle(batch[i], outcome)
+            marks.item = i
+            await self._settle(batch[i], outcome, marks)
+        marks.write(enter)
 
     # -- phase 1 ----------------------------------------------------------------
 
-    async def _claim(self, item: Attempt) -> bool:
+    async def _claim(self, item: Attempt, marks: _Marks) -> bool:
         """Whether to send `item` now; answers a crash-interrupted attempt first."""
         request = item.request
-        handled = self._handled(request.customer_id)
+        handled = marks.of(request.customer_id)
         status = handled.get(request.notification_id)
         if status == "done" or (status == "retry" and item.not_before is None):
             log.info("dispatch.duplicate_dropped", notification_id=request.notification_id)
@@ -149,9 +152,9 @@ class Dispatcher:
                     await self.sinks.record(_failed(request, at, "unknown_outcome", detail))
                 else:
                     await self.sinks.record(dispatched_decision(request, at, recovered=True))
-                self._mark(request, "done")
+                marks.set(request, "done")
                 return False
-        self._mark(request, "attempting")
+        marks.set(request, "attempting")
         return True
 
     # -- phase 3 ----------------------------------------------------------------
@@ -174,19 +177,19 @@ class Dispatcher:
 
     # -- phase 4 ----------------------------------------------------------------
 
-    async def _settle(self, item: Attempt, outcome: Outcome) -> None:
+    async def _settle(self, item: Attempt, outcome: Outcome, marks: _Marks) -> None:
         request, at = item.request, self._at(item.request)
         if isinstance(outcome, Decision):
-            self._mark(request, "done")
+            marks.set(request, "done")
             await self.sinks.record(outcome)
             return
         if isinstance(outcome, _Held):
             wait = max(0.0, outcome.until - time.monotonic()) + jitter()
-            await self._schedule(item, item.number, wait, "circuit_open")
+            await self._schedule(item, item.number, wait, "circuit_open", marks)
             return
         extra = {"provider": outcome.provider, "attempt": item.number}
         if outcome.outcome == "accepted":
-            self._mark(request, "done")
+            marks.set(request, "done")
             mid = outcome.provider_message_id
             await self.sinks.record(
                 dispatched_decision(request, at, provider_message_id=mid, **extra)
@@ -202,11 +205,10 @@ class Dispatcher:
         if not last:
             s = self.settings
             wait = backoff(item.number, s.retry_base_s, s.retry_max_s, jitter)
-            await self._schedule(
-                item, item.number + 1, max(wait, outcome.retry_after_s or 0), reason
-            )
+            wait = max(wait, outcome.retry_after_s or 0.0)
+            await self._schedule(item, item.number + 1, wait, reason, marks)
             return
-        self._mark(request, "done")
+        marks.set(request, "done")
         await self.sinks.receipt(
             DeliveryReceipt(
                 notification_id=request.notification_id,
@@ -222,9 +224,11 @@ class Dispatcher:
             )
         )
 
-    async def _schedule(self, item: Attempt, number: int, wait_s: float, why: str) -> None:
+    async def _schedule(
+        self, item: Attempt, number: int, wait_s: float, why: str, marks: _Marks
+    ) -> None:
         not_before = datetime.now(UTC) + timedelta(seconds=wait_s)
-        self._mark(item.request, "retry")
+        marks.set(item.request, "retry")
         await self.sinks.retry(Attempt(item.request, number, not_before))
         log.info(
             "dispatch.retry_scheduled",
@@ -235,14 +239,6 @@ class Dispatcher:
         )
 
     # -- helpers ----------------------------------------------------------------
-
-    def _handled(self, customer_id: str) -> HandledIds:
-        raw = self.sinks.handled_get(customer_id)
-        return HandledIds.from_json(raw, self.settings.dedupe_max_ids)
-
-    def _mark(self, request: NotificationRequest, status: str) -> None:
-        handled = self._handled(request.customer_id).set(request.notification_id, status)
-        self.sinks.handled_set(request.customer_id, handled.to_json())
 
     def _at(self, request: NotificationRequest) -> datetime:
         return now_for(self.settings.clock, request.requested_at)
@@ -267,6 +263,35 @@ class Dispatcher:
         if found is None:
             found = self._buckets[key] = TokenBucket(rate)
         return found
+
+
+class _Marks:
+    """One batch's changes to `dispatched-ids`, written once per customer per phase.
+
+    `item` is the batch item being handled: its event owns the table write of
+    the customer it marks (Faust routes a write by the event).
+    """
+
+    def __init__(self, sinks: Sinks, max_ids: int) -> None:
+        self._sinks, self._max_ids = sinks, max_ids
+        self._changed: dict[str, tuple[HandledIds, int]] = {}
+        self.item = 0
+
+    def of(self, customer_id: str) -> HandledIds:
+        found = self._changed.get(customer_id)
+        if found is not None:
+            return found[0]
+        return HandledIds.from_json(self._sinks.handled_get(customer_id), self._max_ids)
+
+    def set(self, request: NotificationRequest, status: str) -> None:
+        handled = self.of(request.customer_id).set(request.notification_id, status)
+        self._changed[request.customer_id] = (handled, self.item)
+
+    def write(self, enter: Callable[[int], None]) -> None:
+        for customer_id, (handled, item) in self._changed.items():
+            enter(item)
+            self._sinks.handled_set(customer_id, handled.to_json())
+        self._changed.clear()
 
 
 def _failed(
