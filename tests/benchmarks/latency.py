@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams import topics
 from streams.broker import EmbeddedBroker
 from streams.demo import demo_settings, start_worker, stop_worker
-from tests.benchmarks.pipeline import _msg, produce, wait_ready
+from tests.benchmarks.pipeline import _msg, produce, wait_ready, wait_taken
 
 
 def profiles(customers: int) -> list[tuple[bytes, bytes]]:
@@ -117,16 +117,7 @@ def main() -> None:
             worker = start_worker(settings, log)  # type: ignore[arg-type]
             try:
                 wait_ready(settings)
-                asyncio.run(
-                    topics.wait_until_consumed(
-                        broker.bootstrap,
-                        settings.app_id,
-                        [source],
-                        timeout=1800,
-                        poll=0.1,
-                        alive=lambda: worker.poll() is None,
-                    )
-                )
+                wait_taken(settings, source, worker)
                 outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
                 asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
             finally:

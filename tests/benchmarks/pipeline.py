@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -146,6 +147,20 @@ def wait_ready(settings: Settings, timeout: float = 60) -> float:
     raise TimeoutError("the worker never became ready")
 
 
+def wait_taken(settings: Settings, source: str, worker: subprocess.Popen[bytes]) -> None:
+    """Until the worker has committed every message on `source` (or died)."""
+    asyncio.run(
+        topics.wait_until_consumed(
+            settings.kafka_bootstrap,
+            settings.app_id,
+            [source],
+            timeout=1800,
+            poll=0.1,
+            alive=lambda: worker.poll() is None,
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=5000)
@@ -165,16 +180,7 @@ def main() -> None:
             worker = start_worker(settings, log)  # type: ignore[arg-type]
             try:
                 ready = wait_ready(settings)
-                asyncio.run(
-                    topics.wait_until_consumed(
-                        broker.bootstrap,
-                        settings.app_id,
-                        [source],
-                        timeout=1800,
-                        poll=0.1,
-                        alive=lambda: worker.poll() is None,
-                    )
-                )
+                wait_taken(settings, source, worker)
                 ours = time.perf_counter() - ready
             finally:
                 stop_worker(worker)
