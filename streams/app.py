@@ -123,7 +123,7 @@ def create_app(
     outbound = topic(topics.NOTIFICATIONS_OUTBOUND)
     dead_letters = topic(topics.DEAD_LETTERS)
     ticks = topic(topics.TIMER_TICKS)
-    receipts = topic(topics.DELIVERY_RECEIPTS)
+    retries_name = settings.topic(topics.NOTIFICATION_RETRIES)
     retries = topic(topics.NOTIFICATION_RETRIES)
 
     customers = app.Table("customers", partitions=settings.partitions)
@@ -201,7 +201,7 @@ def create_app(
         # of the event being handled, and this pass reads every partition.
         for n, (customer, value) in enumerate(customers.items()):
             where = value.get("partition") if value else None
-            if where is not None and value and value.get("due") and not index.loaded(where):
+            if where is not None and value.get("due") and not index.loaded(where):
                 found.setdefault(where, []).append((datetime.fromisoformat(value["due"]), customer))
             if n % 5000 == 4999:
                 await asyncio.sleep(0)
@@ -311,11 +311,11 @@ def create_app(
         recent.add(checked.event_id, datetime.now(UTC))
 
     async def send_retry(item: Attempt) -> None:
-        await retries.send(key=item.request.customer_id.encode(), value=item.to_json())
+        await produce(retries_name, item.request.customer_id.encode(), item.to_json())
 
     async def send_receipt(receipt: DeliveryReceipt) -> None:
         value = receipt.model_dump_json().encode()
-        await receipts.send(key=receipt.customer_id.encode(), value=value)
+        await produce(receipts_name, receipt.customer_id.encode(), value)
 
     dispatcher = Dispatcher(
         settings,
