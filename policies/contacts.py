@@ -89,6 +89,11 @@ def reach(state: CustomerState, channel: Channel, category_name: str) -> Target 
     """The address for one channel, or why that channel cannot be used."""
     if (state.preferences.channels or {}).get(channel) is False:
         return Blocked(channel, "opted_out", f"the customer turned {channel} off")
+    by_category = (state.preferences.category_channels or {}).get(category_name) or {}
+    if by_category.get(channel) is False:
+        return Blocked(
+            channel, "opted_out", f"the customer turned {channel} off for {category_name}"
+        )
     if channel == "email":
         return _email(state, category_name)
     return _phone(state, channel)

@@ -32,7 +32,7 @@ from policies.state import (
     Pending,
     SentRef,
 )
-from schemas.customer import ConsentChange, Preferences, Profile
+from schemas.customer import ConsentChange, Preferences, Profile, Reply
 from schemas.decisions import Action, Decision
 from schemas.events import CeaseRequested, Event
 from schemas.notifications import DeliveryReceipt, NotificationRequest, notification_id
@@ -41,7 +41,7 @@ from schemas.types import Channel
 _MAX_FIRINGS = 10_000
 """A safety stop: no customer has this many steps due at one instant."""
 
-_DONE = frozenset({"delivered", "completed"})
+_DONE = frozenset({"delivered", "completed", "answered"})
 _PERMANENT = frozenset({"failed", "undelivered", "bounced", "dropped"})
 
 
@@ -178,6 +178,8 @@ class _Run:
     def apply_event(self, event: Event) -> None:
         self.cause = event.event_id
         self.remember(event)
+        if isinstance(event.data, Reply):
+            self.reply(event.data)
         for case in list(self.cases.values()):
             if event.type in _index(self.policy).moves[case.escalation] and _concerns(case, event):
                 self.follow(case, event)
@@ -209,6 +211,16 @@ class _Run:
                 channel=data.channel if data.scope == "channel" else None,
             )
             self.state = self.state.model_copy(update={"ceases": (*self.state.ceases, cease)})
+
+    def reply(self, reply: Reply) -> None:
+        """A customer's free-text answer: on the ledger, and with an agent where the policy says."""
+        case = self.cases.get(reply.case_id) if reply.case_id else None
+        said = reply.text if len(reply.text) <= 160 else reply.text[:159] + "…"
+        reason = "customer_reply" if case is not None else "customer_reply_no_open_case"
+        self.record("replied", reason, case, channel=reply.channel, detail=said)
+        esc = self.policy.escalations.get(case.escalation) if case is not None else None
+        if esc is not None and esc.on_reply == "agent":
+            self.record("handoff", "customer_reply", case, detail=said)
 
     def follow(self, case: Case, event: Event) -> None:
         """What an event on a case's account does to it: stop, pause, resume or switch."""

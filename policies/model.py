@@ -182,6 +182,10 @@ class Escalation(_Strict):
     stop_on: list[str] = Field(default_factory=list)
     pause_on: dict[str, str] = Field(default_factory=dict)
     switch_on: dict[str, str] = Field(default_factory=dict)
+    on_reply: Literal["record", "agent"] = Field(
+        default="record",
+        description="a free-text reply to this case's message: recorded, or handed to an agent",
+    )
     ladders: list[Ladder] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -61,6 +61,10 @@ class Preferences(_Open):
     preferred_channel: Channel | None = None
     channels: dict[Channel, bool] | None = None
     categories: dict[Identifier, bool] | None = None
+    category_channels: dict[Identifier, dict[Channel, bool]] | None = Field(
+        default=None,
+        description="a channel turned off for one category only (e.g. an email unsubscribe group)",
+    )
     quiet_hours: QuietHours | None = None
     locale: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
 
@@ -77,3 +81,13 @@ class ConsentChange(_Open):
     address: str = Field(min_length=1, description="the phone number or email address")
     status: Literal["granted", "revoked"]
     source: Identifier = Field(description="sms_keyword, api, agent, preference_page, ...")
+
+
+class Reply(_Open):
+    """`reply.received` data: what a customer wrote back, on the case that messaged them."""
+
+    channel: Channel
+    text: str = Field(max_length=1600)
+    case_id: Identifier | None = Field(
+        default=None, description="the case whose message was answered, when known"
+    )

@@ -28,6 +28,7 @@ Action = Literal[
     "closed",
     "failed",
     "delivered",
+    "replied",
 ]
 
 

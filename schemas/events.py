@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, create_model
 
-from schemas.customer import ConsentChange, Preferences, Profile
+from schemas.customer import ConsentChange, Preferences, Profile, Reply
 from schemas.types import Currency, Identifier, Money
 
 SCHEMA_VERSION = 1
@@ -155,6 +155,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     "customer.profile.updated": Profile,
     "customer.preferences.updated": Preferences,
     "consent.changed": ConsentChange,
+    "reply.received": Reply,
 }
 """Every v1 event type and the model of its ``data``."""
 

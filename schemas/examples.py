@@ -68,4 +68,5 @@ EXAMPLE_DATA: dict[str, dict[str, Any]] = {
         "status": "revoked",
         "source": "sms_keyword",
     },
+    "reply.received": {"channel": "sms", "text": "Can I pay on Friday?", "case_id": None},
 }

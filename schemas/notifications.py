@@ -57,6 +57,11 @@ class DeliveryReceipt(BaseModel):
     customer_id: Identifier
     channel: Channel
     provider: Identifier
+    receipt_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the provider's id for this report; a repeat of a seen id is dropped",
+    )
     status: Literal[
         "accepted",
         "queued",
@@ -71,6 +76,7 @@ class DeliveryReceipt(BaseModel):
         "no-answer",
         "spamreport",
         "unsubscribe",
+        "answered",
     ]
     at: AwareDatetime
     provider_message_id: str | None = None

@@ -505,3 +505,69 @@ def test_sends_fired_at_one_instant_count_toward_the_caps_of_the_next() -> None:
         ("sent", "step_due"),
         ("deferred", "frequency_cap"),
     ]
+
+
+TWO_SMS = ONE_SMS.replace(
+    "template: t, fallback: [email]}}",
+    "template: t, fallback: [email]}}\n"
+    "          - {after: 1d, send: {channel: sms, template: t, fallback: [email]}}",
+)
+
+
+def test_a_reply_is_recorded_on_its_case_and_handed_to_an_agent_where_the_policy_says() -> None:
+    for on_reply, expected in [
+        ("record", [("replied", "customer_reply")]),
+        ("agent", [("replied", "customer_reply"), ("handoff", "customer_reply")]),
+    ]:
+        text = TWO_SMS.replace("    ladders:", f"    on_reply: {on_reply}\n    ladders:")
+        policy = policy_of(text)
+        out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+        case_id = out.notifications[0].case_id
+        at = FRI_0900_CHI + timedelta(minutes=3)
+        reply = event(
+            "reply.received", at, channel="sms", text="Can I pay Friday?", case_id=case_id
+        )
+        then = decide(out.state, reply, at, policy)
+        assert rows(then) == expected
+        assert {d.case_id for d in then.decisions} == {case_id}
+        assert then.decisions[0].detail == "Can I pay Friday?"
+        assert then.state.cases.keys() == out.state.cases.keys()  # the ladder goes on
+
+
+def test_a_reply_with_no_open_case_is_still_on_the_ledger() -> None:
+    policy = policy_of(ONE_SMS)
+    reply = event("reply.received", FRI_0900_CHI, channel="sms", text="hi", case_id=None)
+    out = decide(customer(policy), reply, FRI_0900_CHI, policy)
+    assert rows(out) == [("replied", "customer_reply_no_open_case")]
+
+
+def test_an_answered_call_reported_by_detection_is_a_conversation() -> None:
+    policy = policy_of(TWO_CALLS)
+    out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    talked_at = FRI_0900_CHI + timedelta(minutes=1)
+    answered = DeliveryReceipt(
+        notification_id=out.notifications[0].notification_id,
+        customer_id="C-1",
+        channel="voice",
+        provider="twilio",
+        status="answered",
+        answered_by="human",
+        at=talked_at,
+    )
+    then = decide(out.state, answered, talked_at, policy)
+    assert rows(then) == [("delivered", "answered")]
+    assert [c.at for c in then.state.conversations] == [talked_at]
+
+
+def test_a_channel_turned_off_for_one_category_only_falls_back_there() -> None:
+    policy = policy_of(ONE_SMS + OFFER)
+    state = prefer(
+        policy,
+        customer(policy),
+        category_channels={"collections": {"sms": False}},
+        categories={"marketing": True},
+    )
+    out = decide(state, event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    sent = [d for d in out.decisions if d.action == "sent"]
+    assert [(d.reason, d.channel) for d in sent] == [("fallback", "email")]
+    assert sent[0].detail == "the customer turned sms off for collections"
