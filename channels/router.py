@@ -17,6 +17,9 @@ class ChannelRouter:
     def provider_for(self, channel: ChannelName) -> str:
         return self.routes[channel].provider
 
+    def channel_for(self, channel: ChannelName) -> Channel | None:
+        return self.routes.get(channel)
+
     async def send(self, message: Message) -> SendResult:
         route = self.routes.get(message.channel)
         if route is None:

@@ -7,6 +7,7 @@ empty message. An email template's first line is ``Subject: ...``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +58,15 @@ class Templates:
             found.add((path.parent.name, channel, locale))
         return frozenset(found)
 
-    def render(self, request: NotificationRequest) -> Message:
-        text = self._render(request.template, request)
+    def render(
+        self, request: NotificationRequest, links: Mapping[str, str] | None = None
+    ) -> Message:
+        """`links` (`preferences`: the signed page link) are `links.*` in a template."""
+        links = dict(links or {})
+        text = self._render(request.template, request, links)
         voicemail = None
         if request.channel == "voice":
-            voicemail = self._render(VOICEMAIL, request).strip()
+            voicemail = self._render(VOICEMAIL, request, links).strip()
         subject = None
         if request.channel == "email":
             first, _, rest = text.partition("\n")
@@ -83,15 +88,16 @@ class Templates:
             category=request.category,
             template=request.template,
             voicemail=voicemail,
+            unsubscribe_url=links.get("preferences"),
         )
 
-    def _render(self, template: str, request: NotificationRequest) -> str:
+    def _render(self, template: str, request: NotificationRequest, links: dict[str, str]) -> str:
         path = self.path_for(template, request.channel, request.locale)
         compiled = self._cache.get(path)
         if compiled is None:
             compiled = self._env.from_string(path.read_text(encoding="utf-8"))
             self._cache[path] = compiled
         try:
-            return str(compiled.render(**request.context, channel=request.channel))
+            return str(compiled.render(**request.context, channel=request.channel, links=links))
         except TemplateError as exc:
             raise RenderError(f"{path.relative_to(self.directory)}: {exc}") from exc

@@ -110,12 +110,18 @@ class _Twilio:
         self._http = RebasedHttpClient(config.api_base, config.timeout_s)
         self.client = Client(config.account_sid, config.auth_token, http_client=self._http)
 
-    def callback(self, notification_id: str) -> str | None:
+    def callback(self, message: Message) -> str | None:
+        """The status URL for one message: Twilio signs it whole, so its ids cannot be forged."""
         base = self.config.status_callback_url
         if not base:
             return None
         joiner = "&" if "?" in base else "?"
-        return f"{base}{joiner}{urlencode({'notification_id': notification_id})}"
+        ids = {
+            "notification_id": message.notification_id,
+            "customer_id": message.customer_id,
+            "channel": message.channel,
+        }
+        return f"{base}{joiner}{urlencode(ids)}"
 
     async def attempt(self, message: Message, create: Any) -> SendResult:
         _last_headers.set(None)
@@ -156,7 +162,7 @@ class TwilioSms(_Twilio):
             if self.config.messaging_service_sid
             else {"from_": self.config.sms_from or ""}
         )
-        callback = self.callback(message.notification_id)
+        callback = self.callback(message)
         create = self.client.messages.create_async(
             to=message.recipient,
             body=message.body,
@@ -173,7 +179,7 @@ class TwilioVoice(_Twilio):
         super().__init__(config)
 
     async def send(self, message: Message) -> SendResult:
-        callback = self.callback(message.notification_id)
+        callback = self.callback(message)
         detection: dict[str, str] = {}
         if self.config.machine_detection:
             detection = {"machine_detection": self.config.machine_detection, "async_amd": "true"}

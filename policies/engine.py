@@ -43,6 +43,7 @@ _MAX_FIRINGS = 10_000
 
 _DONE = frozenset({"delivered", "completed", "answered"})
 _PERMANENT = frozenset({"failed", "undelivered", "bounced", "dropped"})
+_UNANSWERED = frozenset({"busy", "no-answer"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +321,30 @@ class _Run:
             if receipt.channel == "voice" and receipt.answered_by == "human":
                 talk = Conversation(at=self.now, account_id=found.account_id)
                 self.conversations.append(talk)
+        elif receipt.status in _UNANSWERED:
+            # The call rang out; the ladder's next rung is the answer to that, not a fallback.
+            self.record(
+                "failed",
+                receipt.status,
+                found,
+                step=ref.step,
+                channel=ref.channel,
+                notification_id=receipt.notification_id,
+            )
         elif receipt.status in _PERMANENT:
+            if receipt.receipt_id is not None:
+                # A provider's callback: its failure is news to the ledger. (The
+                # dispatcher's own receipts carry no id; it wrote their row itself.)
+                self.record(
+                    "failed",
+                    receipt.reason or receipt.status,
+                    found,
+                    step=ref.step,
+                    channel=ref.channel,
+                    notification_id=receipt.notification_id,
+                    detail=f"{receipt.provider} reported {receipt.status}"
+                    + (f" ({receipt.error_code})" if receipt.error_code else ""),
+                )
             self.learn(receipt)
             tried = tuple(
                 r.channel

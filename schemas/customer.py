@@ -71,6 +71,12 @@ class Preferences(_Open):
     def merged_into(self, stored: Preferences) -> Preferences:
         """What is stored after this update: fields present here win, the rest stay."""
         update = {name: getattr(self, name) for name in self.model_fields_set}
+        if self.category_channels and stored.category_channels:
+            # Channel by channel: an unsubscribe from one group's email keeps every other choice.
+            merged = {k: dict(v) for k, v in stored.category_channels.items()}
+            for category, choices in self.category_channels.items():
+                merged[category] = {**merged.get(category, {}), **choices}
+            update["category_channels"] = merged
         return stored.model_copy(update=update)
 
 

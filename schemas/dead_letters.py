@@ -19,6 +19,8 @@ RejectCode = Literal[
     "invalid_notification",
     "invalid_clock",
     "invalid_receipt",
+    "invalid_reply",
+    "unknown_sender",
     "internal_error",
 ]
 

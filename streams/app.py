@@ -31,7 +31,7 @@ import structlog
 from faust.types import TP
 from pydantic import ValidationError
 
-from channels.base import Channel
+from channels.base import Channel, Message, SendResult
 from channels.router import ChannelRouter
 from channels.templates import Templates
 from policies.engine import Input, Tick, decide
@@ -41,13 +41,16 @@ from schemas.dead_letters import DeadLetter, RejectCode
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams import topics
+from streams import replies, topics
 from streams.clock import now_for
 from streams.dispatch import Attempt, Dispatcher, Sinks
 from streams.providers import build_channels
 from streams.settings import Settings
 from streams.timers import TimerIndex, clock_message, read_clock
 from streams.transport import ClarionApp
+from streams.web import webhooks
+from streams.web.links import LinkKeys
+from streams.web.webhooks import LiveCalls
 from streams.working import StateCache, Working
 
 log = structlog.get_logger(__name__)
@@ -292,9 +295,15 @@ def create_app(
             except ValidationError as exc:
                 await dead_letter(event, "invalid_receipt", str(exc))
                 return
+            seen_ids = work.recent(receipt.customer_id, event) if receipt.receipt_id else None
+            if seen_ids is not None and receipt.receipt_id in seen_ids:
+                log.info("receipt.duplicate_dropped", receipt_id=receipt.receipt_id)
+                return
             now = now_for(settings.clock, receipt.at)
             await fire_due(work, event, now)
             await apply(work, receipt.customer_id, event, receipt, now)
+            if seen_ids is not None and receipt.receipt_id:
+                seen_ids.add(receipt.receipt_id, datetime.now(UTC))
             return
         checked = check_event(raw, event.message.key, max_bytes=settings.max_message_bytes)
         if isinstance(checked, Rejection):
@@ -317,6 +326,26 @@ def create_app(
         value = receipt.model_dump_json().encode()
         await produce(receipts_name, receipt.customer_id.encode(), value)
 
+    mark_sms = replies.install(app, settings, produce, dead_letter)
+    calls = LiveCalls()
+    webhooks.install(app, settings, produce, calls, channels.channel_for("voice"))
+    link_keys = (
+        LinkKeys.parse(settings.link_keys.get_secret_value()) if settings.link_keys else None
+    )
+
+    async def accepted(request: NotificationRequest, message: Message, result: SendResult) -> None:
+        """After a provider took a message: where its replies and its call verdict find it."""
+        await mark_sms(request)
+        if request.channel == "voice" and result.provider_message_id:
+            calls.add(result.provider_message_id, message)
+
+    def links(request: NotificationRequest) -> dict[str, str]:
+        if link_keys is None or settings.public_url is None:
+            return {}
+        expires = datetime.now(UTC) + timedelta(days=settings.link_ttl_days)
+        token = link_keys.sign(request.customer_id, expires)
+        return {"preferences": f"{settings.public_url.rstrip('/')}/p/{token}"}
+
     dispatcher = Dispatcher(
         settings,
         templates,
@@ -328,7 +357,9 @@ def create_app(
             handled_get=dispatched.get,
             handled_set=dispatched.__setitem__,
             flush=app.producer.flush,
+            accepted=accepted,
         ),
+        links,
     )
 
     @app.agent(outbound, name="dispatch", concurrency=1)

@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from channels.base import SendResult
+from channels.base import Message, SendResult
 from channels.limits import CircuitBreaker, TokenBucket, backoff, jitter
 from channels.router import ChannelRouter
 from channels.templates import RenderError, TemplateMissing, Templates
@@ -95,12 +95,20 @@ class Sinks:
     handled_get: Callable[[str], Any]
     handled_set: Callable[[str, Any], None]
     flush: Callable[[], Awaitable[None]]
+    accepted: Callable[[NotificationRequest, Message, SendResult], Awaitable[None]] | None = None
+    """Told of each message a provider took (SMS reply routing, live calls)."""
 
 
 class Dispatcher:
     def __init__(
-        self, settings: Settings, templates: Templates, channels: ChannelRouter, sinks: Sinks
+        self,
+        settings: Settings,
+        templates: Templates,
+        channels: ChannelRouter,
+        sinks: Sinks,
+        links: Callable[[NotificationRequest], dict[str, str]] | None = None,
     ) -> None:
+        self.links = links or (lambda request: {})
         self.settings, self.templates, self.channels, self.sinks = (
             settings,
             templates,
@@ -110,6 +118,7 @@ class Dispatcher:
         self._in_flight = asyncio.Semaphore(settings.dispatch_concurrency)
         self._buckets: dict[str, TokenBucket] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
+        self._rendered: dict[str, Message] = {}
 
     async def run(self, batch: Sequence[Attempt], enter: Callable[[int], None]) -> None:
         """Dispatch a batch; `enter(i)` makes item i the event table writes belong to."""
@@ -162,9 +171,10 @@ class Dispatcher:
     async def _attempt(self, item: Attempt) -> Outcome:
         request = item.request
         try:
-            message = self.templates.render(request)
+            message = self.templates.render(request, self.links(request))
         except (TemplateMissing, RenderError) as exc:
             return _failed(request, self._at(request), "template_error", str(exc))
+        self._rendered[request.notification_id] = message
         provider = self.channels.provider_for(request.channel)
         breaker = self._breaker(provider)
         if not breaker.allows(time.monotonic()):
@@ -179,6 +189,7 @@ class Dispatcher:
 
     async def _settle(self, item: Attempt, outcome: Outcome, marks: _Marks) -> None:
         request, at = item.request, self._at(item.request)
+        message = self._rendered.pop(request.notification_id, None)
         if isinstance(outcome, Decision):
             marks.set(request, "done")
             await self.sinks.record(outcome)
@@ -194,6 +205,8 @@ class Dispatcher:
             await self.sinks.record(
                 dispatched_decision(request, at, provider_message_id=mid, **extra)
             )
+            if self.sinks.accepted is not None and message is not None:
+                await self.sinks.accepted(request, message, outcome)
             return
         last = outcome.outcome == "permanent" or item.number >= self.settings.retry_max_attempts
         reason = outcome.reason or f"{outcome.outcome}_failure"

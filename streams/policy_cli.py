@@ -25,6 +25,9 @@ from schemas.notifications import NotificationRequest
 from streams import timeline
 from streams.app import templates_dir
 
+SAMPLE_LINKS = {"preferences": "https://clarion.example.com/p/sample-token"}
+"""What `links.*` holds when `check` renders a template: a signed link in production."""
+
 FORMATS = ("table", "jsonl")
 
 
@@ -87,7 +90,7 @@ def lint_templates(
                     request = sample_request(name, esc.trigger, esc.category, step.send.template)
                     request = request.model_copy(update={"channel": channel, "locale": locale})
                     try:
-                        message = templates.render(request)
+                        message = templates.render(request, SAMPLE_LINKS)
                     except (RenderError, TemplateMissing) as exc:
                         errors.append(f"{where}: does not render with sample data: {exc}")
                         continue

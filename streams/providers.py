@@ -33,7 +33,7 @@ def twilio_config(settings: Settings) -> TwilioConfig:
         sms_from=settings.twilio_sms_from,
         messaging_service_sid=settings.twilio_messaging_service_sid,
         voice_from=settings.twilio_voice_from,
-        status_callback_url=settings.twilio_status_callback_url,
+        status_callback_url=settings.status_callback_url(),
         machine_detection=settings.twilio_machine_detection,
         api_base=settings.twilio_api_base,
         timeout_s=settings.provider_timeout_s,

@@ -102,6 +102,34 @@ class Settings(BaseModel):
     sendgrid_unsubscribe_mailto: str | None = None
     provider_timeout_s: float = Field(default=10.0, gt=0)
 
+    # What comes back in: webhooks, the preferences API, the preference page.
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        description="the worker's web root as providers and customers see it (behind any proxy); "
+        "webhook signatures are checked against it, never against the Host header",
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, description="the Event Webhook's verification key (base64 DER, from SendGrid)"
+    )
+    sendgrid_webhook_tolerance_s: float = Field(
+        default=600.0, gt=0, description="older signed timestamps are refused as replays"
+    )
+    sms_help_text: str = Field(
+        default="Clarion account notices. Reply STOP to opt out, START to opt back in. "
+        "Msg & data rates may apply.",
+        max_length=320,
+    )
+    api_keys: SecretStr | None = Field(
+        default=None, description="preferences API keys, comma-separated (any one is accepted)"
+    )
+    link_keys: SecretStr | None = Field(
+        default=None,
+        description="preference-link signing keys as id:secret pairs, comma-separated; "
+        "the first signs, all verify (rotation)",
+    )
+    link_ttl_days: float = Field(default=30.0, gt=0, description="how long a preference link works")
+
     # The dispatcher: how fast, how often again, when to stop trying a provider.
     dispatch_concurrency: int = Field(
         default=32, ge=1, description="provider calls in flight per worker"
@@ -136,6 +164,12 @@ class Settings(BaseModel):
             raise ValueError(f"missing for the configured channels: {', '.join(missing)}")
         return self
 
+    def status_callback_url(self) -> str | None:
+        """Where Twilio reports on a message or call: explicit, else under the public URL."""
+        if self.twilio_status_callback_url:
+            return self.twilio_status_callback_url
+        return f"{self.public_url.rstrip('/')}/webhooks/twilio/status" if self.public_url else None
+
     def unsubscribe_groups(self) -> dict[str, int]:
         pairs = (p.split("=", 1) for p in self.sendgrid_unsubscribe_groups.split(",") if p)
         return {name.strip(): int(group) for name, group in pairs}
@@ -168,4 +202,4 @@ class Settings(BaseModel):
 
 
 def _secret(field: str) -> bool:
-    return field.endswith(("_token", "_key", "_secret"))
+    return field.endswith(("_token", "_key", "_secret", "_keys"))

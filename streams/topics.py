@@ -30,6 +30,8 @@ AGENT_TASKS = "agent-tasks"
 DEAD_LETTERS = "dead-letters"
 TIMER_TICKS = "timer-ticks"
 NOTIFICATION_RETRIES = "notification-retries"
+SMS_CONVERSATIONS = "sms-conversations"
+"""Keyed by phone number, not customer: SMS sent marks and replies (streams/replies.py)."""
 
 INPUTS = (ACCOUNT_EVENTS, CUSTOMER_PROFILES, PREFERENCE_UPDATES)
 ALL = (
@@ -41,6 +43,7 @@ ALL = (
     DEAD_LETTERS,
     TIMER_TICKS,
     NOTIFICATION_RETRIES,
+    SMS_CONVERSATIONS,
 )
 COMPACTED = frozenset({CUSTOMER_PROFILES})
 
