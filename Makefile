@@ -12,10 +12,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The preference-page test drives a real browser: Debian's chromium and its driver.
+BROWSER := /usr/bin/chromedriver
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(BROWSER):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium chromium-driver >/dev/null \
+	|| ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null)
+
 demo: $(STAMP)
 	$(BIN)/clarion demo
 
-test: $(STAMP) lint
+test: $(STAMP) $(BROWSER) lint
 	$(BIN)/python -m pytest -q
 
 # Workers killed with SIGKILL mid-stream; not in `make test` (see docs/operations.md).

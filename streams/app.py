@@ -48,8 +48,9 @@ from streams.providers import build_channels
 from streams.settings import Settings
 from streams.timers import TimerIndex, clock_message, read_clock
 from streams.transport import ClarionApp
-from streams.web import webhooks
+from streams.web import api, page, webhooks
 from streams.web.links import LinkKeys
+from streams.web.reads import state_reader
 from streams.web.webhooks import LiveCalls
 from streams.working import StateCache, Working
 
@@ -326,6 +327,9 @@ def create_app(
         value = receipt.model_dump_json().encode()
         await produce(receipts_name, receipt.customer_id.encode(), value)
 
+    read_state = state_reader(customers)
+    api.install(app, settings, policy, produce, read_state)
+    page.install(app, settings, policy, produce, read_state)
     mark_sms = replies.install(app, settings, produce, dead_letter)
     calls = LiveCalls()
     webhooks.install(app, settings, produce, calls, channels.channel_for("voice"))

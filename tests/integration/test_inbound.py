@@ -41,6 +41,8 @@ from tests.integration.test_pipeline import produce
 pytestmark = pytest.mark.integration
 
 SID, TOKEN, KEY = "AC" + "8" * 32, "inbound-token", "SG.inbound"
+API_KEY = "api-key-for-tests-0123456789"
+LINK_KEYS = "k2:" + "n" * 32 + ",k1:" + "o" * 32
 PUBLIC = "https://hooks.bank.example/clarion"
 
 POLICY = """
@@ -51,6 +53,8 @@ contact_windows:
 categories:
   service: {contact_windows: ignore, frequency_caps: exempt, honours_cease: false}
   fraud: {contact_windows: ignore, frequency_caps: exempt, honours_cease: false}
+  notices: {contact_windows: ignore, frequency_caps: exempt, honours_cease: false, required: true}
+  marketing: {contact_windows: ignore, frequency_caps: exempt, consent: opt_in}
 escalations:
   due-soon:
     trigger: payment.due_soon
@@ -58,8 +62,8 @@ escalations:
     ladders:
       - name: twice
         steps:
-          - {after: 0m, send: {channel: sms, template: payment-due-soon, fallback: [email]}}
-          - {after: 1h, send: {channel: sms, template: payment-due-soon, fallback: [email]}}
+          - {after: 0m, send: {channel: preferred, template: payment-due-soon, fallback: [sms, email]}}
+          - {after: 1h, send: {channel: preferred, template: payment-due-soon, fallback: [sms, email]}}
   missed:
     trigger: payment.missed
     category: service
@@ -133,6 +137,24 @@ class Running:
         }
         return self.post("/webhooks/sendgrid/events", body.encode(), headers)
 
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        async def go() -> tuple[int, Any]:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.request(
+                    method, self.base + path, data=body, headers=headers or {}
+                ) as answer,
+            ):
+                text = await answer.text()
+                try:
+                    return answer.status, json.loads(text)
+                except ValueError:
+                    return answer.status, text
+
+        return asyncio.run(go())
+
     def read(self, name: str) -> list[bytes]:
         bootstrap, topic = self.settings.kafka_bootstrap, self.settings.topic(name)
         rows = asyncio.run(topics.read_all(bootstrap, topic))
@@ -186,6 +208,8 @@ def running(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) ->
             sendgrid_webhook_public_key=base64.b64encode(public_der).decode(),
             sendgrid_webhook_tolerance_s=300,
             sms_help_text="Bank alerts. Reply STOP to opt out.",
+            api_keys="old-key-still-valid-000," + API_KEY,
+            link_keys=LINK_KEYS,
         )
         asyncio.run(topics.ensure_topics(settings))
         log_path = workdir / "worker.log"
@@ -352,3 +376,137 @@ async def _send_ticks(settings: Settings, ticks: list[tuple[None, bytes, int]]) 
             )
     finally:
         await producer.stop()
+
+
+def _profile(cid: str, number: str, email: str) -> tuple[bytes, bytes]:
+    raw = samples.event(
+        "customer.profile.updated",
+        data={
+            "phones": [{"number": number, "type": "mobile", "sms_consent": True}],
+            "emails": [{"address": email}],
+            "time_zones": ["America/Chicago"],
+        },
+        account_id=None,
+    )
+    raw.update(
+        event_id=f"profile-{cid}", customer_id=cid, occurred_at=datetime.now(UTC).isoformat()
+    )
+    return cid.encode(), json.dumps(raw).encode()
+
+
+def test_the_preferences_api_checks_every_request_and_writes_events(running: Running) -> None:
+    asyncio.run(produce(running.settings, [_profile("C-API", "+13125550311", "api@example.com")]))
+    path = "/api/v1/customers/C-API/preferences"
+    good = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    body = json.dumps({"preferred_channel": "email", "channels": {"sms": False}})
+
+    assert running.request("GET", path)[0] == 401
+    assert running.request("GET", path, headers={"X-Api-Key": "wrong"})[0] == 401
+    status, answer = running.request(
+        "GET", "/api/v1/customers/C%20API%3B/preferences", headers=good
+    )
+    assert status == 400 and "not a customer id" in answer["error"]
+    status, answer = running.request("PUT", path, '{"channels": {"fax": true}}', good)
+    assert status == 422 and answer["details"][0]["field"].startswith("channels.fax")
+    status, answer = running.request("PUT", path, '{"preferred_chanel": "sms"}', good)
+    assert status == 422 and answer["details"][0]["field"] == "preferred_chanel"
+    assert running.request("PUT", path, "{not json", good)[0] == 400
+    assert running.request("PUT", path, "[1, 2]", good)[0] == 400
+    assert running.request("GET", "/api/v1/customers/C-NOBODY/preferences", headers=good)[0] == 404
+
+    status, answer = running.request("PUT", path, body, {**good, "Authorization": ""} | {"X-Api-Key": "old-key-still-valid-000"})  # fmt: skip
+    assert status == 202 and answer["status"] == "accepted"
+    event = json.loads(running.read(topics.PREFERENCE_UPDATES)[-1])
+    assert (event["type"], event["customer_id"], event["source"]) == (
+        "customer.preferences.updated",
+        "C-API",
+        "clarion.api",
+    )
+
+    def stored() -> Any:
+        status, answer = running.request("GET", path, headers=good)
+        return status == 200 and answer["preferences"].get("preferred_channel") == "email"
+
+    running.until("the change to reach the state", stored)
+    answer = running.request("GET", path, headers=good)[1]
+    assert answer["preferences"]["channels"] == {"sms": False}
+    assert answer["required_categories"] == ["notices"]
+
+    status, doc = running.request("GET", "/api/v1/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.1")
+    operations = doc["paths"]["/api/v1/customers/{customer_id}/preferences"]
+    assert set(operations) >= {"get", "put"}
+    assert "PreferencesUpdate" in doc["components"]["schemas"]
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
+
+
+def test_the_preference_page_in_a_real_browser(running: Running) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from streams.web.links import LinkKeys
+
+    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "run `make test`: it installs chromium"
+    number = "+13125550321"
+    asyncio.run(produce(running.settings, [_profile("C-PAGE", number, "page@example.com")]))
+    token = LinkKeys.parse(LINK_KEYS).sign("C-PAGE", datetime.now(UTC) + timedelta(days=1))
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=412,915"):  # fmt: skip
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        browser.get(f"{running.base}/p/{token[:-3]}xyz")  # tampered
+        assert browser.find_element(By.TAG_NAME, "h1").text == "This link is not valid"
+        assert "page@example.com" not in browser.page_source and "C-PAGE" not in browser.page_source
+
+        browser.get(f"{running.base}/p/{token}")
+        assert browser.find_element(By.TAG_NAME, "h1").text == "How we contact you"
+        sms = browser.find_element(By.CSS_SELECTOR, "input[name=channel][value=sms]")
+        assert sms.is_selected(), "the current choices are shown"
+        locked = browser.find_element(By.CSS_SELECTOR, "input[aria-describedby=why-notices]")
+        assert locked.is_selected() and not locked.is_enabled()
+        assert "Required by law" in browser.find_element(By.ID, "why-notices").text
+        browser.find_element(By.XPATH, "//label[contains(., 'Email')]/input[@type='radio']").click()
+        sms.send_keys(Keys.SPACE)  # the keyboard works as well as the mouse
+        assert not sms.is_selected()
+        browser.save_screenshot(str(ARTIFACTS / "preference-page.png"))
+        browser.find_element(By.TAG_NAME, "button").click()
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Your choices are saved"
+        summary = browser.find_element(By.TAG_NAME, "ul").text
+        assert "Preferred: Email" in summary and "Switched off: Text message (SMS)" in summary
+        browser.save_screenshot(str(ARTIFACTS / "preference-page-saved.png"))
+    finally:
+        browser.quit()
+
+    # The next notification for this customer goes by email.
+    group = running.settings.app_id
+    inputs = [running.settings.topic(t) for t in topics.INPUTS]
+    asyncio.run(
+        topics.wait_until_consumed(running.settings.kafka_bootstrap, group, inputs, timeout=30)
+    )
+    due = samples.event("payment.due_soon", account_id="A-7")
+    due.update(event_id="page-due", customer_id="C-PAGE", occurred_at=datetime.now(UTC).isoformat())
+    asyncio.run(produce(running.settings, [(b"C-PAGE", json.dumps(due).encode())]))
+    sendgrid = running.fakes.sendgrid
+    running.until(
+        "the email",
+        lambda: any(m["custom_args"]["customer_id"] == "C-PAGE" for m in sendgrid.accepted),
+    )
+    [sent] = [d for d in running.ledger() if d.customer_id == "C-PAGE" and d.action == "sent"]
+    assert (sent.channel, sent.reason) == ("email", "step_due")
+    assert number not in {m["To"] for m in running.fakes.twilio.accepted}
+    [mail] = [m for m in sendgrid.accepted if m["custom_args"]["customer_id"] == "C-PAGE"]
+    headers = mail["headers"]
+    assert headers["List-Unsubscribe"].startswith(f"<{PUBLIC}/p/")
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = mail["content"][0]["value"]
+    assert f"{PUBLIC}/p/" in text, "the message carries the customer's link"

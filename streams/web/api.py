@@ -1,0 +1,235 @@
+"""The preferences API for the bank's own systems (`/api/v1/customers/{id}/preferences`).
+
+`GET` answers from the worker that owns the customer (streams/web/reads.py);
+`PUT` validates the body with the same model producers use and writes a
+`customer.preferences.updated` event: it answers 202, and the change is in
+the state once the engine has read the event (milliseconds, usually). Every
+request needs one of the keys in `CLARION_API_KEYS`, as `Authorization:
+Bearer <key>` or `X-Api-Key: <key>`. The OpenAPI document is served at
+`/api/v1/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import structlog
+from faust.web import Request, Response, View
+from pydantic import ConfigDict, ValidationError
+
+from policies.model import PolicySet
+from schemas.customer import Preferences
+from streams import topics
+from streams.settings import Settings
+from streams.web.reads import CUSTOMER_ID, ReadState, forwarded
+
+log = structlog.get_logger(__name__)
+
+PATH = "/api/v1/customers/{customer_id}/preferences"
+
+
+class PreferencesUpdate(Preferences):
+    """The PUT body: the event's own model, but an unknown field is an error here (a typo)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def openapi(policy: PolicySet) -> dict[str, Any]:
+    """The API's OpenAPI 3.1 document, its schemas taken from the pydantic models."""
+    body = PreferencesUpdate.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = body.pop("$defs", {})
+    error = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "details": {"type": "array"}},
+        "required": ["error"],
+    }
+
+    def answer(text: str, schema: str = "Error") -> dict[str, Any]:
+        ref = {"$ref": f"#/components/schemas/{schema}"}
+        return {"description": text, "content": {"application/json": {"schema": ref}}}
+
+    failures = {
+        "400": answer("malformed body or customer id"),
+        "401": answer("no API key, or not one of ours"),
+        "422": answer("the body does not validate (details say which field)"),
+        "503": answer("the customer's partition has no owner yet; retry"),
+    }
+    parameter = {
+        "name": "customer_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": CUSTOMER_ID.pattern},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Clarion preferences API",
+            "version": "1",
+            "description": "Read and change how a customer wants to be reached. Categories in "
+            f"this policy set: {', '.join(sorted(policy.categories))}; required ones "
+            f"({', '.join(_required(policy)) or 'none'}) cannot be turned off.",
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+            },
+            "schemas": {
+                **defs,
+                "PreferencesUpdate": body,
+                "Error": error,
+                "CustomerPreferences": {
+                    "type": "object",
+                    "properties": {
+                        "customer_id": {"type": "string"},
+                        "preferences": {"$ref": "#/components/schemas/PreferencesUpdate"},
+                        "consents": {"type": "array", "items": {"type": "object"}},
+                        "required_categories": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "Accepted": {
+                    "type": "object",
+                    "properties": {"event_id": {"type": "string"}, "status": {"const": "accepted"}},
+                },
+            },
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": {
+            PATH: {
+                "parameters": [parameter],
+                "get": {
+                    "summary": "The customer's current preferences and consents",
+                    "responses": {
+                        "200": answer("the stored choices", "CustomerPreferences"),
+                        "404": answer("no such customer"),
+                        **failures,
+                    },
+                },
+                "put": {
+                    "summary": "Change preferences: fields present replace, absent ones stay",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/PreferencesUpdate"}
+                            }
+                        },
+                    },
+                    "responses": {"202": answer("written as an event", "Accepted"), **failures},
+                },
+            }
+        },
+    }
+
+
+def install(
+    app: faust.App,
+    settings: Settings,
+    policy: PolicySet,
+    produce: Callable[[str, bytes, bytes], Awaitable[None]],
+    read_state: ReadState,
+) -> None:
+    keys = [
+        k
+        for k in (settings.api_keys.get_secret_value() if settings.api_keys else "").split(",")
+        if k
+    ]
+    updates = settings.topic(topics.PREFERENCE_UPDATES)
+    document = openapi(policy)
+    required = _required(policy)
+
+    def refused(view: View, request: Request) -> Response | None:
+        if not keys:
+            return view.json({"error": "the API is not configured (CLARION_API_KEYS)"}, status=503)
+        given = request.headers.get("X-Api-Key") or ""
+        auth = request.headers.get("Authorization") or ""
+        if auth.startswith("Bearer "):
+            given = auth.removeprefix("Bearer ").strip()
+        if not given or not any(hmac.compare_digest(given, k) for k in keys):
+            log.warning("api.refused", path=str(request.url.path), why="no or unknown API key")  # type: ignore[attr-defined]
+            return view.json({"error": "a valid API key is required"}, status=401)
+        return None
+
+    def bad_customer(view: View, customer_id: str) -> Response | None:
+        if CUSTOMER_ID.match(customer_id):
+            return None
+        return view.json(
+            {"error": f"not a customer id: it must match {CUSTOMER_ID.pattern}"}, status=400
+        )
+
+    @app.page("/api/v1/openapi.json")
+    class OpenApi(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(document)
+
+    @app.page(PATH)
+    class CustomerPreferences(View):
+        async def get(self, request: Request, customer_id: str) -> Response:
+            problem = refused(self, request) or bad_customer(self, customer_id)
+            if problem is not None:
+                return problem
+            remote = await forwarded(app, self, request, customer_id)
+            if remote is not None:
+                return remote
+            state = read_state(customer_id)
+            if state is None:
+                return self.json({"error": f"no customer {customer_id}"}, status=404)
+            return self.json(
+                {
+                    "customer_id": customer_id,
+                    "preferences": state.preferences.model_dump(mode="json", exclude_none=True),
+                    "consents": [c.model_dump(mode="json") for c in state.consents.values()],
+                    "required_categories": required,
+                }
+            )
+
+        async def put(self, request: Request, customer_id: str) -> Response:
+            problem = refused(self, request) or bad_customer(self, customer_id)
+            if problem is not None:
+                return problem
+            try:
+                body = json.loads(await request.read())  # type: ignore[attr-defined]
+            except ValueError:
+                return self.json({"error": "the body is not JSON"}, status=400)
+            if not isinstance(body, dict):
+                return self.json({"error": "the body must be a JSON object"}, status=400)
+            try:
+                update = PreferencesUpdate.model_validate(body)
+            except ValidationError as exc:
+                details = [
+                    {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+                    for e in exc.errors(include_url=False)
+                ]
+                return self.json({"error": "invalid preferences", "details": details}, status=422)
+            event_id = f"api-{uuid.uuid4().hex}"
+            await produce(
+                updates,
+                customer_id.encode(),
+                preferences_event(event_id, customer_id, update, "clarion.api"),
+            )
+            log.info("api.preferences_updated", customer_id=customer_id, event_id=event_id)
+            return self.json({"event_id": event_id, "status": "accepted"}, status=202)
+
+
+def _required(policy: PolicySet) -> list[str]:
+    return sorted(name for name, c in policy.categories.items() if c.required)
+
+
+def preferences_event(event_id: str, customer_id: str, update: Preferences, source: str) -> bytes:
+    """A `customer.preferences.updated` event (also what the preference page writes)."""
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "type": "customer.preferences.updated",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "customer_id": customer_id,
+            "source": source,
+            "data": update.model_dump(mode="json", exclude_unset=True),
+        }
+    ).encode()
