@@ -28,6 +28,8 @@ class Message:
     """Voice only: the limited-content words an answering machine may hear."""
     unsubscribe_url: str | None = None
     """The customer's preference page, when the message carries one."""
+    account_id: str | None = None
+    """Travels with the message, so a receipt after the case closed still names the account."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ def build_mail(message: Message, config: SendGridConfig) -> Mail:
         mail.add_category(Category(name))
     mail.add_custom_arg(CustomArg("notification_id", message.notification_id))
     mail.add_custom_arg(CustomArg("customer_id", message.customer_id))
+    if message.account_id:
+        mail.add_custom_arg(CustomArg("account_id", message.account_id))
     group = config.unsubscribe_groups.get(message.category)
     if group is not None:
         mail.asm = Asm(GroupId(group))

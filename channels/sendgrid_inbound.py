@@ -152,6 +152,7 @@ def _receipt(
     return DeliveryReceipt(
         notification_id=nid,
         customer_id=cid,
+        account_id=str(item["account_id"]) if item.get("account_id") else None,
         channel="email",
         provider="sendgrid",
         receipt_id=eid,

@@ -89,6 +89,7 @@ class Templates:
             template=request.template,
             voicemail=voicemail,
             unsubscribe_url=links.get("preferences"),
+            account_id=request.account_id,
         )
 
     def _render(self, template: str, request: NotificationRequest, links: dict[str, str]) -> str:

@@ -120,6 +120,7 @@ class _Twilio:
             "notification_id": message.notification_id,
             "customer_id": message.customer_id,
             "channel": message.channel,
+            **({"account_id": message.account_id} if message.account_id else {}),
         }
         return f"{base}{joiner}{urlencode(ids)}"
 

@@ -64,6 +64,7 @@ def status_receipt(
     customer_id: str,
     channel: Channel,
     at: datetime,
+    account_id: str | None = None,
 ) -> DeliveryReceipt | None:
     """A status callback (or the asynchronous detection verdict) as a delivery receipt.
 
@@ -92,6 +93,7 @@ def status_receipt(
     return DeliveryReceipt(
         notification_id=notification_id,
         customer_id=customer_id,
+        account_id=account_id,
         channel=channel,
         provider="twilio",
         receipt_id=f"{sid}:{status}:{answered or ''}",

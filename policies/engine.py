@@ -306,6 +306,7 @@ class _Run:
         """A delivery counts toward nothing; a permanent failure moves the step to its fallback."""
         found = next((c for c in self.cases.values() if receipt.notification_id in c.sent), None)
         if found is None:
+            self.after_close(receipt)
             return
         ref = found.sent[receipt.notification_id]
         self.cause = receipt.notification_id
@@ -355,6 +356,28 @@ class _Run:
                 found.case_id,
                 Pending(step=ref.step, due=self.now, groups=(ref.group,), tried=tried),
             )
+
+    def after_close(self, receipt: DeliveryReceipt) -> None:
+        """A receipt for a case that has closed: still on the ledger, and an answer still counts.
+
+        A call on a ladder's last rung closes its case when it is placed; the
+        person who answers it has had a conversation all the same.
+        """
+        self.cause = receipt.notification_id
+        if receipt.status in _DONE:
+            self.record(
+                "delivered",
+                receipt.status,
+                None,
+                account_id=receipt.account_id,
+                channel=receipt.channel,
+                notification_id=receipt.notification_id,
+                detail="after its case closed",
+            )
+            if receipt.channel == "voice" and receipt.answered_by == "human":
+                self.conversations.append(Conversation(at=self.now, account_id=receipt.account_id))
+        elif receipt.effect is not None:
+            self.learn(receipt)
 
     def learn(self, receipt: DeliveryReceipt) -> None:
         """What a permanent failure says of the address: opted out, or never usable."""

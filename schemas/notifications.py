@@ -57,6 +57,9 @@ class DeliveryReceipt(BaseModel):
     customer_id: Identifier
     channel: Channel
     provider: Identifier
+    account_id: Identifier | None = Field(
+        default=None, description="the account the message was about (it outlives its case)"
+    )
     receipt_id: str | None = Field(
         default=None,
         max_length=200,

@@ -98,7 +98,12 @@ def install(
                 log.warning("webhook.refused", hook="twilio.status", why="no notification ids")
                 return self.json({"error": "not a Clarion status callback"}, status=400)
             receipt = status_receipt(
-                form, notification_id=nid, customer_id=cid, channel=channel, at=datetime.now(UTC)
+                form,
+                notification_id=nid,
+                customer_id=cid,
+                channel=channel,
+                at=datetime.now(UTC),
+                account_id=query.get("account_id"),
             )
             if receipt is None:
                 return self.text("", status=204)

@@ -62,8 +62,10 @@ escalations:
     ladders:
       - name: twice
         steps:
-          - {after: 0m, send: {channel: preferred, template: payment-due-soon, fallback: [sms, email]}}
-          - {after: 1h, send: {channel: preferred, template: payment-due-soon, fallback: [sms, email]}}
+          - after: 0m
+            send: {channel: preferred, template: payment-due-soon, fallback: [sms, email]}
+          - after: 1h
+            send: {channel: preferred, template: payment-due-soon, fallback: [sms, email]}
   missed:
     trigger: payment.missed
     category: service
@@ -414,9 +416,11 @@ def test_the_preferences_api_checks_every_request_and_writes_events(running: Run
     assert running.request("PUT", path, "[1, 2]", good)[0] == 400
     assert running.request("GET", "/api/v1/customers/C-NOBODY/preferences", headers=good)[0] == 404
 
-    status, answer = running.request("PUT", path, body, {**good, "Authorization": ""} | {"X-Api-Key": "old-key-still-valid-000"})  # fmt: skip
+    by_old_key = {"Content-Type": "application/json", "X-Api-Key": "old-key-still-valid-000"}
+    status, answer = running.request("PUT", path, body, by_old_key)
     assert status == 202 and answer["status"] == "accepted"
-    event = json.loads(running.read(topics.PREFERENCE_UPDATES)[-1])
+    written = [json.loads(v) for v in running.read(topics.PREFERENCE_UPDATES)]
+    [event] = [e for e in written if e["event_id"] == answer["event_id"]]
     assert (event["type"], event["customer_id"], event["source"]) == (
         "customer.preferences.updated",
         "C-API",
@@ -449,6 +453,13 @@ def test_the_preference_page_in_a_real_browser(running: Running) -> None:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    def heading(text: str) -> None:
+        """Wait for the page whose title is `text` (a submit loads the next page on its own)."""
+        WebDriverWait(browser, 15).until(
+            lambda b: any(h.text == text for h in b.find_elements(By.TAG_NAME, "h1"))
+        )
 
     from streams.web.links import LinkKeys
 
@@ -459,17 +470,18 @@ def test_the_preference_page_in_a_real_browser(running: Running) -> None:
 
     options = Options()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=412,915"):  # fmt: skip
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(flag)
+    options.add_argument("--window-size=412,915")  # a phone
     browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         browser.get(f"{running.base}/p/{token[:-3]}xyz")  # tampered
-        assert browser.find_element(By.TAG_NAME, "h1").text == "This link is not valid"
+        heading("This link is not valid")
         assert "page@example.com" not in browser.page_source and "C-PAGE" not in browser.page_source
 
         browser.get(f"{running.base}/p/{token}")
-        assert browser.find_element(By.TAG_NAME, "h1").text == "How we contact you"
+        heading("How we contact you")
         sms = browser.find_element(By.CSS_SELECTOR, "input[name=channel][value=sms]")
         assert sms.is_selected(), "the current choices are shown"
         locked = browser.find_element(By.CSS_SELECTOR, "input[aria-describedby=why-notices]")
@@ -480,7 +492,7 @@ def test_the_preference_page_in_a_real_browser(running: Running) -> None:
         assert not sms.is_selected()
         browser.save_screenshot(str(ARTIFACTS / "preference-page.png"))
         browser.find_element(By.TAG_NAME, "button").click()
-        assert browser.find_element(By.TAG_NAME, "h1").text == "Your choices are saved"
+        heading("Your choices are saved")
         summary = browser.find_element(By.TAG_NAME, "ul").text
         assert "Preferred: Email" in summary and "Switched off: Text message (SMS)" in summary
         browser.save_screenshot(str(ARTIFACTS / "preference-page-saved.png"))
@@ -510,3 +522,55 @@ def test_the_preference_page_in_a_real_browser(running: Running) -> None:
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     text = mail["content"][0]["value"]
     assert f"{PUBLIC}/p/" in text, "the message carries the customer's link"
+
+
+def test_detection_decides_what_a_call_says(running: Running) -> None:
+    """A person hears the whole message; an answering machine only the voicemail-safe words."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    people = {"C-HUMAN": "+13125550331", "C-MACHINE": "+13125550332"}
+    events = []
+    for cid, number in people.items():
+        events.append(_profile(cid, number, f"{cid.lower()}@example.com"))
+        large = samples.event("transaction.large", account_id="A-1")
+        large.update(event_id=f"large-{cid}", customer_id=cid, occurred_at=now.isoformat())
+        events.append((cid.encode(), json.dumps(large).encode()))
+    asyncio.run(produce(running.settings, events))
+    twilio = running.fakes.twilio
+    running.until("the SMS", lambda: set(people.values()) <= {m["To"] for m in twilio.accepted})
+    group = running.settings.app_id
+    inputs = [running.settings.topic(t) for t in topics.INPUTS]
+    asyncio.run(
+        topics.wait_until_consumed(running.settings.kafka_bootstrap, group, inputs, timeout=30)
+    )
+    later = clock_message(now + timedelta(minutes=20))
+    asyncio.run(_send_ticks(running.settings, [(None, later, p) for p in range(2)]))
+
+    def calls() -> dict[str, dict[str, str]]:
+        return {m["To"]: m for m in twilio.accepted if m["kind"] == "CA"}
+
+    running.until("both calls", lambda: set(people.values()) <= set(calls()))
+    for cid, verdict in (("C-HUMAN", "human"), ("C-MACHINE", "machine_end_beep")):
+        call = calls()[people[cid]]
+        assert "card security" not in call["Twiml"], "the opening says nothing about the account"
+        assert call["MachineDetection"] == "DetectMessageEnd" and call["AsyncAmd"] == "true"
+        hook = call["AsyncAmdStatusCallback"].removeprefix(PUBLIC)
+        form = {"CallSid": call["sid"], "AccountSid": SID, "AnsweredBy": verdict}
+        assert running.twilio(hook, form)[0] == 204
+
+    def updates() -> dict[str, str]:
+        return {m["sid"]: m["Twiml"] for m in twilio.accepted if m["kind"] == "update"}
+
+    running.until("both calls updated", lambda: len(updates()) >= 2)
+    human, machine = (updates()[calls()[people[c]]["sid"]] for c in ("C-HUMAN", "C-MACHINE"))
+    assert "card security team" in human and "Electronics" in human
+    assert "call us back" in machine and "card security" not in machine
+
+    def answered() -> list[tuple[str, str]]:
+        return [
+            (d.customer_id, d.reason)
+            for d in running.ledger()
+            if d.action == "delivered" and d.channel == "voice"
+        ]
+
+    running.until("the answers in the ledger", lambda: len(answered()) == 2)
+    assert sorted(answered()) == [("C-HUMAN", "answered"), ("C-MACHINE", "answered")]
