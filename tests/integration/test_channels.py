@@ -21,7 +21,9 @@ SID, TOKEN, KEY = "AC" + "1" * 32, "secret-token", "SG.test-key"
 
 
 def sms(to: str = "+15551230001", nid: str = "ntf-1") -> Message:
-    return Message(nid, "C-1", "sms", to, "Your payment is late. Reply STOP to opt out.")
+    return Message(
+        nid, "C-1", "sms", to, "Your payment is late. Reply STOP to opt out.", account_id="A-1"
+    )
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def twilio_config(fake: FakeTwilio, **overrides: object) -> TwilioConfig:
     return TwilioConfig(**values)  # type: ignore[arg-type]
 
 
-async def test_sms_accepted_with_callback_carrying_the_notification_id(twilio: FakeTwilio) -> None:
+async def test_sms_accepted_with_callback_carrying_the_message_ids(twilio: FakeTwilio) -> None:
     channel = TwilioSms(twilio_config(twilio))
     try:
         result = await channel.send(sms())
@@ -62,7 +64,12 @@ async def test_sms_accepted_with_callback_carrying_the_notification_id(twilio: F
     assert sent["To"] == "+15551230001" and sent["From"] == "+15550000000"
     assert sent["Body"].startswith("Your payment is late")
     query = parse_qs(urlsplit(sent["StatusCallback"]).query)
-    assert query == {"notification_id": ["ntf-1"]}
+    assert query == {
+        "notification_id": ["ntf-1"],
+        "customer_id": ["C-1"],
+        "channel": ["sms"],
+        "account_id": ["A-1"],
+    }
 
 
 async def test_sms_through_a_messaging_service(twilio: FakeTwilio) -> None:
