@@ -17,6 +17,15 @@ from policies.model import PolicySet
 from policies.state import CustomerState
 from schemas.decisions import Decision
 from schemas.events import Event
+from schemas.notifications import DeliveryReceipt
+
+Replayable = Event | DeliveryReceipt
+"""What a replay feeds: events from every input topic, and receipts from `delivery-receipts`."""
+
+
+def instant(item: Replayable) -> datetime:
+    return item.occurred_at if isinstance(item, Event) else item.at
+
 
 DEFAULT_HORIZON = timedelta(days=30)
 """How long past the last event `simulate` keeps firing timers when no `until` is given."""
@@ -31,12 +40,13 @@ class Simulator:
         self.clock: datetime | None = None
         self._timers: list[tuple[datetime, str]] = []
 
-    def apply(self, event: Event) -> list[Decision]:
-        """Fire what is due by the event's instant, then apply the event."""
-        at = event.occurred_at
+    def apply(self, event: Replayable) -> list[Decision]:
+        """Fire what is due by the event's (or receipt's) instant, then apply it."""
+        at = instant(event)
         if self.clock is not None and at < self.clock:
+            name = event.event_id if isinstance(event, Event) else event.notification_id
             raise ValueError(
-                f"{event.event_id} occurred at {at.isoformat()}, before the clock "
+                f"{name} occurred at {at.isoformat()}, before the clock "
                 f"({self.clock.isoformat()}): feed events in occurred_at order"
             )
         decisions = self.advance(at)
@@ -65,24 +75,24 @@ class Simulator:
         return outcome.decisions
 
 
-def default_until(events: Iterable[Event]) -> datetime | None:
+def default_until(events: Iterable[Replayable]) -> datetime | None:
     """Where a run stops its clock when not told: 30 days after the last event (None: none)."""
-    last = max((e.occurred_at for e in events), default=None)
+    last = max((instant(e) for e in events), default=None)
     return None if last is None else last + DEFAULT_HORIZON
 
 
 def simulate(
-    events: Iterable[Event], policy: PolicySet, until: datetime | None = None
+    events: Iterable[Replayable], policy: PolicySet, until: datetime | None = None
 ) -> tuple[list[Decision], Simulator]:
     """Every decision for `events` (sorted by occurred_at, stable) and timers up to `until`.
 
     Without `until`, timers fire up to 30 days after the last event.
     """
-    ordered = sorted(events, key=lambda e: e.occurred_at)
+    ordered = sorted(events, key=instant)
     sim = Simulator(policy)
     decisions: list[Decision] = []
     for event in ordered:
-        if until is not None and event.occurred_at > until:
+        if until is not None and instant(event) > until:
             break
         decisions += sim.apply(event)
     until = until if until is not None else default_until(ordered)

@@ -12,16 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from pydantic import ValidationError
+
 from channels.lint import has_opt_out, sms_segments
 from channels.templates import RenderError, TemplateMissing, Templates
 from policies.contacts import reachable
 from policies.loader import PolicyLoadError, check_sources, read_directory
 from policies.model import PolicySet
-from policies.simulator import simulate
-from schemas.events import Event
+from policies.simulator import Replayable, simulate
 from schemas.examples import EXAMPLE_DATA
 from schemas.intake import Rejection, check_event
-from schemas.notifications import NotificationRequest
+from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams import timeline
 from streams.app import templates_dir
 
@@ -144,9 +145,16 @@ def simulate_command(
     if loaded is None:
         return 1
     policy, _ = loaded
-    parsed: list[Event] = []
+    parsed: list[Replayable] = []
     bad = 0
     for number, line in _lines(events):
+        if _is_receipt(line):
+            try:
+                parsed.append(DeliveryReceipt.model_validate_json(line))
+            except ValidationError as exc:
+                err.write(f"{events}:{number}: not a delivery receipt: {exc.errors()[0]['msg']}\n")
+                bad += 1
+            continue
         checked = check_event(line.encode(), None, max_bytes=1 << 20, keyed=False)
         if isinstance(checked, Rejection):
             err.write(f"{events}:{number}: {checked.reason}\n")
@@ -161,6 +169,17 @@ def simulate_command(
         zones = {cid: list(s.profile.time_zones) for cid, s in sim.states.items()}
         out.write(timeline.render(decisions, zones))
     return 2 if bad else 0
+
+
+def _is_receipt(line: str) -> bool:
+    """A line from `delivery-receipts` (it has a notification id and a status, and no type)."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return False
+    return (
+        isinstance(obj, dict) and "notification_id" in obj and "status" in obj and "type" not in obj
+    )
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

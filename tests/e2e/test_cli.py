@@ -155,3 +155,50 @@ def test_two_drivers_one_answer(tmp_path: Path) -> None:
     simulated = sorted(k for k in map(key, sim.stdout.splitlines()) if k[2] in compared)
     assert pipeline == simulated
     assert len([k for k in pipeline if k[2] == "sent"]) == 27
+
+
+def test_policy_simulate_replays_what_came_back_in(tmp_path: Path) -> None:
+    """Receipts and replies, exported from their topics, replay beside the events."""
+    from schemas.notifications import notification_id
+    from tests import samples
+
+    profile = samples.event("customer.profile.updated", account_id=None)
+    profile.update(event_id="r-0", customer_id="C-R", occurred_at="2026-11-20T15:00:00Z")
+    large = samples.event("transaction.large", account_id="A-1")
+    large.update(event_id="r-1", customer_id="C-R", occurred_at="2026-11-20T15:00:01Z")
+    number = profile["data"]["phones"][0]["number"]
+    case = "large-transaction/A-1/r-1"
+    sms = notification_id("C-R", case, 0, "sms", number)
+    receipt = {
+        "notification_id": sms,
+        "customer_id": "C-R",
+        "channel": "sms",
+        "provider": "twilio",
+        "receipt_id": "SM1:undelivered:",
+        "status": "undelivered",
+        "at": "2026-11-20T15:01:00Z",
+        "error_code": "30006",
+        "reason": "landline_or_unreachable",
+        "effect": "unusable",
+        "recipient": number,
+    }
+    reply = samples.event("reply.received", account_id="A-1")
+    reply.update(event_id="r-2", customer_id="C-R", occurred_at="2026-11-20T15:02:00Z")
+    reply["data"]["case_id"] = case
+    path = tmp_path / "replay.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in (profile, large, receipt, reply)) + "\n")
+
+    result = clarion(
+        "policy", "simulate", "--policies", str(POLICIES), "--events", str(path),
+        "--format", "jsonl", "--until", "2026-11-20T15:05:00Z",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    seen = [(r["at"], r["action"], r["reason"], r["channel"]) for r in rows]
+    assert seen == [
+        ("2026-11-20T15:00:01Z", "opened", "transaction.large", None),
+        ("2026-11-20T15:00:01Z", "sent", "step_due", "sms"),
+        ("2026-11-20T15:01:00Z", "failed", "landline_or_unreachable", "sms"),
+        ("2026-11-20T15:01:00Z", "sent", "fallback", "email"),
+        ("2026-11-20T15:02:00Z", "replied", "customer_reply", "sms"),
+    ]
