@@ -30,6 +30,8 @@ class Message:
     """The customer's preference page, when the message carries one."""
     account_id: str | None = None
     """Travels with the message, so a receipt after the case closed still names the account."""
+    html: str | None = None
+    """Email only: the HTML part, when the template has one (else it is made from `body`)."""
 
 
 @dataclass(frozen=True, slots=True)

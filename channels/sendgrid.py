@@ -52,7 +52,7 @@ def build_mail(message: Message, config: SendGridConfig) -> Mail:
         to_emails=To(message.recipient),
         subject=Subject(message.subject or ""),
         plain_text_content=PlainTextContent(message.body),
-        html_content=HtmlContent(to_html(message.body)),
+        html_content=HtmlContent(message.html or to_html(message.body)),
     )
     for name in dict.fromkeys(c for c in (message.category, message.template) if c):
         mail.add_category(Category(name))

@@ -2,7 +2,9 @@
 
 Layout: ``<dir>/<template>/<channel>.<locale>.j2``. A missing locale falls back
 to the default locale; a missing template or variable is an error, never an
-empty message. An email template's first line is ``Subject: ...``.
+empty message. An email template's first line is ``Subject: ...``. An email may
+also have an HTML part, ``email.<locale>.html.j2`` (autoescaped); without one,
+the HTML part is the plain text, escaped, in paragraphs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class Templates:
         self._env = SandboxedEnvironment(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
         )
+        self._html_env = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=True, keep_trailing_newline=False
+        )
         self._cache: dict[Path, Any] = {}
 
     def path_for(self, template: str, channel: str, locale: str) -> Path:
@@ -54,6 +59,8 @@ class Templates:
             return frozenset()
         found = set()
         for path in self.directory.glob("*/*.*.j2"):
+            if path.name.endswith(".html.j2"):
+                continue  # the HTML part of an email template, not a template of its own
             channel, locale = path.name.removesuffix(".j2").split(".", 1)
             found.add((path.parent.name, channel, locale))
         return frozenset(found)
@@ -64,7 +71,7 @@ class Templates:
         """`links` (`preferences`: the signed page link) are `links.*` in a template."""
         links = dict(links or {})
         text = self._render(request.template, request, links)
-        voicemail = None
+        voicemail = html = None
         if request.channel == "voice":
             voicemail = self._render(VOICEMAIL, request, links).strip()
         subject = None
@@ -77,6 +84,9 @@ class Templates:
                     "with a 'Subject: ...' line"
                 )
             subject, text = first.removeprefix("Subject:").strip(), rest.lstrip("\n")
+            html_path = self._html_path(request.template, request.locale)
+            if html_path is not None:
+                html = self._render_path(html_path, request, links, self._html_env).strip()
         return Message(
             notification_id=request.notification_id,
             customer_id=request.customer_id,
@@ -90,13 +100,25 @@ class Templates:
             voicemail=voicemail,
             unsubscribe_url=links.get("preferences"),
             account_id=request.account_id,
+            html=html,
         )
+
+    def _html_path(self, template: str, locale: str) -> Path | None:
+        """The HTML part in the same language as the text part, if there is one."""
+        text = self.path_for(template, "email", locale)
+        html = text.with_name(text.name.removesuffix(".j2") + ".html.j2")
+        return html if html.is_file() else None
 
     def _render(self, template: str, request: NotificationRequest, links: dict[str, str]) -> str:
         path = self.path_for(template, request.channel, request.locale)
+        return self._render_path(path, request, links, self._env)
+
+    def _render_path(
+        self, path: Path, request: NotificationRequest, links: dict[str, str], env: Any
+    ) -> str:
         compiled = self._cache.get(path)
         if compiled is None:
-            compiled = self._env.from_string(path.read_text(encoding="utf-8"))
+            compiled = env.from_string(path.read_text(encoding="utf-8"))
             self._cache[path] = compiled
         try:
             return str(compiled.render(**request.context, channel=request.channel, links=links))

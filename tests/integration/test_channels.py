@@ -214,6 +214,20 @@ async def test_email_built_by_the_mail_helper(sendgrid: FakeSendGrid) -> None:
     assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+async def test_email_sends_the_templates_own_html_part(sendgrid: FakeSendGrid) -> None:
+    channel = SendGridEmail(
+        SendGridConfig(api_key=KEY, from_email="n@b.example", host=sendgrid.url)
+    )
+    html = "<p>Your payment is <strong>late</strong>.</p>"
+    message = Message("ntf-3", "C-1", "email", "ana@example.com", "late", subject="s", html=html)
+    try:
+        assert (await channel.send(message)).outcome == "accepted"
+    finally:
+        await channel.close()
+    [body] = sendgrid.accepted
+    assert {c["type"]: c["value"] for c in body["content"]}["text/html"] == html
+
+
 @pytest.mark.parametrize(
     ("recipient", "key", "outcome", "reason"),
     [

@@ -129,3 +129,15 @@ def test_console_logging_is_readable() -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=buf))
     structlog.get_logger("t").info("hello", recipient="ana@example.com")
     assert "hello" in buf.getvalue() and "a***@example.com" in buf.getvalue()
+
+
+def test_an_email_html_part_is_its_own_template_in_the_same_language() -> None:
+    templates = Templates(POLICIES / "templates")
+    links = {"preferences": "https://clarion.example/p/t<o>k"}
+    english = templates.render(request("payment-missed", "email", "en"), links)
+    assert english.html is not None and english.html.startswith("<p>We have not received")
+    assert 'href="https://clarion.example/p/t&lt;o&gt;k"' in english.html, "autoescaped"
+    assert english.body.startswith("We have not received") and "<p>" not in english.body
+    spanish = templates.render(request("payment-missed", "email", "es"), links)
+    assert spanish.html is None, "no Spanish HTML part: made from the Spanish text, not English"
+    assert ("payment-missed", "email", "en.html") not in templates.available()
