@@ -7,7 +7,8 @@ number's partition, sees both: it keeps the last few marks per number (table
 `sms-numbers`) and resolves each reply against them:
 
 - STOP and its synonyms revoke SMS consent for that number, for every customer
-  we messaged there; START restores it. (HELP was answered by the webhook.)
+  we messaged there; START, UNSTOP, and YES after a STOP restore it. (HELP was
+  answered by the webhook.)
 - YES / NO answer the verification case that messaged the number last
   (`transaction.confirmed` / `transaction.rejected`).
 - Anything else is recorded on the case that messaged the number last
@@ -77,13 +78,20 @@ def remember(entries: list[dict[str, Any]], mark: dict[str, Any]) -> list[dict[s
 
 
 def resolve(
-    entries: list[dict[str, Any]], reply: dict[str, Any]
+    entries: list[dict[str, Any]], reply: dict[str, Any], stopped: bool = False
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The events a reply becomes, each with the topic it goes to; empty when nobody matches."""
+    """The events a reply becomes, each with the topic it goes to; empty when nobody matches.
+
+    `stopped`: the number's last keyword was STOP. Then YES opts back in, as it
+    does at Twilio (its opt-in keywords are START, UNSTOP and YES), rather than
+    answering a verification question the number can no longer have received.
+    """
     if not entries:
         return []
     number, body, at = reply["number"], reply["body"], reply["at"]
     said = keyword(body)
+    if said == "yes" and stopped:
+        said = "start"
     event_id = f"sms-{reply['sid']}"
 
     def event(type_: str, entry: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -141,10 +149,15 @@ def install(
             try:
                 message = json.loads(event.message.value or b"")
                 number = message["number"]
+                known = numbers.get(number) or {"marks": [], "stopped": False}
                 if message["kind"] == "sent":
-                    numbers[number] = remember(numbers.get(number) or [], message)
+                    marks = remember(known["marks"], message)
+                    numbers[number] = {**known, "marks": marks}
                     continue
-                found = resolve(numbers.get(number) or [], message)
+                found = resolve(known["marks"], message, known["stopped"])
+                said = keyword(message["body"])
+                if said in ("stop", "start") or (said == "yes" and known["stopped"]):
+                    numbers[number] = {**known, "stopped": said == "stop"}
                 if not found and keyword(message["body"]) != "help":
                     await dead_letter(
                         event, "unknown_sender", "an SMS reply from a number we never messaged"

@@ -365,6 +365,19 @@ def test_stop_yes_and_a_hard_bounce_move_the_cases_on(running: Running) -> None:
     number = PEOPLE["C-BOUNCE"][0]
     running.until("the SMS to reach Twilio", lambda: number in {m["To"] for m in twilio.accepted})
 
+    # The consent the STOP revoked, as the API shows it; YES after a STOP opts back in.
+    def sms_consent() -> tuple[str, str] | None:
+        path = "/api/v1/customers/C-STOP/preferences"
+        status, answer = running.request("GET", path, headers={"X-Api-Key": API_KEY})
+        assert status == 200, answer
+        found = [c for c in answer["consents"] if c["channel"] == "sms"]
+        return (found[0]["status"], found[0]["source"]) if found else None
+
+    assert sms_consent() == ("revoked", "sms_keyword")
+    back = {"MessageSid": "SM" + "c" * 32, "From": PEOPLE["C-STOP"][0], "Body": "YES"}
+    assert running.twilio("/webhooks/twilio/sms", back)[0] == 200
+    running.until("YES to restore SMS", lambda: sms_consent() == ("granted", "sms_keyword"))
+
 
 async def _send_ticks(settings: Settings, ticks: list[tuple[None, bytes, int]]) -> None:
     from aiokafka import AIOKafkaProducer

@@ -189,3 +189,14 @@ def test_a_shared_number_is_resolved_by_the_case_that_messaged_it_last() -> None
     for n in range(20):
         marks = remember(marks, _mark("C-3", f"case-{n}", f"2026-11-23T12:{n:02d}:00+00:00"))
     assert len(marks) == 8
+
+
+def test_yes_after_stop_opts_back_in_as_at_twilio() -> None:
+    marks = remember([], _mark("C-1", "large/A-1/e1", "2026-11-23T10:00:00+00:00", "T-1"))
+    reply = reply_message("+13125550101", "yes", "SM9", AT)
+    [(topic, event)] = resolve(marks, reply, stopped=True)
+    assert (topic, event["type"], event["data"]["status"]) == (
+        topics.PREFERENCE_UPDATES,
+        "consent.changed",
+        "granted",
+    )
