@@ -328,8 +328,8 @@ def create_app(
         await produce(receipts_name, receipt.customer_id.encode(), value)
 
     read_state = state_reader(customers)
-    api.install(app, settings, policy, produce, read_state)
-    page.install(app, settings, policy, produce, read_state)
+    api.install(app, settings, policy, produce, read_state, customers)
+    page.install(app, settings, policy, produce, read_state, customers)
     mark_sms = replies.install(app, settings, produce, dead_letter)
     calls = LiveCalls()
     webhooks.install(app, settings, produce, calls, channels.channel_for("voice"))

@@ -134,6 +134,7 @@ def install(
     policy: PolicySet,
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
     read_state: ReadState,
+    customers: Any,
 ) -> None:
     keys = [
         k
@@ -174,7 +175,7 @@ def install(
             problem = refused(self, request) or bad_customer(self, customer_id)
             if problem is not None:
                 return problem
-            remote = await forwarded(app, self, request, customer_id)
+            remote = await forwarded(app, self, request, customer_id, customers)
             if remote is not None:
                 return remote
             state = read_state(customer_id)

@@ -74,6 +74,7 @@ def install(
     policy: PolicySet,
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
     read_state: ReadState,
+    customers: Any,
 ) -> None:
     keys = LinkKeys.parse(settings.link_keys.get_secret_value()) if settings.link_keys else None
     updates = settings.topic(topics.PREFERENCE_UPDATES)
@@ -94,7 +95,7 @@ def install(
             customer = customer_of(self, token)
             if not isinstance(customer, str):
                 return customer
-            remote = await forwarded(app, self, request, customer)
+            remote = await forwarded(app, self, request, customer, customers)
             if remote is not None:
                 return remote
             state = read_state(customer) or CustomerState(customer_id=customer)

@@ -14,7 +14,9 @@ import asyncio
 import re
 from pathlib import Path
 
+import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from channels.sandbox import read_outbox
 from policies.model import PolicySet
@@ -27,6 +29,7 @@ from streams.demo import (
     start_worker,
     stop_worker,
 )
+from streams.settings import Settings
 from tests.integration.scaled import prepare
 
 pytestmark = pytest.mark.integration
@@ -52,7 +55,7 @@ BAD_LINES = [
 def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one: bool) -> None:
     scaled = prepare(broker.bootstrap, tmp_path, policy, "scale")
     settings, lines, expected, until = (
-        scaled.settings,
+        scaled.settings.model_copy(update={"api_keys": SecretStr(API_KEY)}),
         scaled.lines,
         scaled.expected,
         scaled.until,
@@ -75,6 +78,9 @@ def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one:
             assert not first_a & first_b, "a customer was handled by both workers"
             if stop_one:
                 stop_worker(a)
+            else:
+                some = sorted(first_a)[:3] + sorted(first_b)[:3]
+                reads_on_either_worker(settings, b_settings, some)
             asyncio.run(advance_clock(settings, until))
             alive = (lambda: b.poll() is None) if stop_one else both
             asyncio.run(settle(settings, 90, alive))
@@ -89,6 +95,27 @@ def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one:
         assert handled_by(logs[1]) & first_a  # b fired the timers of a's former customers
     else:
         assert not handled_by(logs[0]) & handled_by(logs[1])
+
+
+API_KEY = "scale-out-api-key-0123"
+
+
+def reads_on_either_worker(a: Settings, b: Settings, customers: list[str]) -> None:
+    """A preferences read answers the same on both workers: one forwards it to the owner."""
+
+    async def read(port: int, customer: str) -> tuple[int, object]:
+        url = f"http://127.0.0.1:{port}/api/v1/customers/{customer}/preferences"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(url, headers={"X-Api-Key": API_KEY}) as answer,
+        ):
+            return answer.status, await answer.json()
+
+    for customer in customers:
+        on_a = asyncio.run(read(a.web_port, customer))
+        on_b = asyncio.run(read(b.web_port, customer))
+        assert on_a[0] == 200, on_a
+        assert on_a == on_b, f"{customer}: {on_a} != {on_b}"
 
 
 def with_bad_input(lines: list[str]) -> list[str]:
