@@ -96,7 +96,7 @@ def install(
             )
             if not nid or not cid or channel not in ("sms", "voice"):
                 log.warning("webhook.refused", hook="twilio.status", why="no notification ids")
-                return self.json({"error": "not a Clarion status callback"}, status=400)
+                return self.json({"error": "not a Clarion status callback"}, status=403)
             receipt = status_receipt(
                 form,
                 notification_id=nid,
