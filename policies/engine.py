@@ -305,47 +305,38 @@ class _Run:
     def apply_receipt(self, receipt: DeliveryReceipt) -> None:
         """A delivery counts toward nothing; a permanent failure moves the step to its fallback."""
         found = next((c for c in self.cases.values() if receipt.notification_id in c.sent), None)
+        self.cause = receipt.notification_id
         if found is None:
             self.after_close(receipt)
             return
         ref = found.sent[receipt.notification_id]
-        self.cause = receipt.notification_id
+
+        def row(action: Action, reason: str, detail: str | None = None) -> None:
+            nid = receipt.notification_id
+            step, channel = ref.step, ref.channel
+            self.record(
+                action,
+                reason,
+                found,
+                step=step,
+                channel=channel,
+                notification_id=nid,
+                detail=detail,
+            )
+
         if receipt.status in _DONE:
-            self.record(
-                "delivered",
-                receipt.status,
-                found,
-                step=ref.step,
-                channel=ref.channel,
-                notification_id=receipt.notification_id,
-            )
+            row("delivered", receipt.status)
             if receipt.channel == "voice" and receipt.answered_by == "human":
-                talk = Conversation(at=self.now, account_id=found.account_id)
-                self.conversations.append(talk)
+                self.conversations.append(Conversation(at=self.now, account_id=found.account_id))
         elif receipt.status in _UNANSWERED:
-            # The call rang out; the ladder's next rung is the answer to that, not a fallback.
-            self.record(
-                "failed",
-                receipt.status,
-                found,
-                step=ref.step,
-                channel=ref.channel,
-                notification_id=receipt.notification_id,
-            )
+            row("failed", receipt.status)  # rang out: the ladder's next rung answers that
         elif receipt.status in _PERMANENT:
             if receipt.receipt_id is not None:
                 # A provider's callback: its failure is news to the ledger. (The
                 # dispatcher's own receipts carry no id; it wrote their row itself.)
-                self.record(
-                    "failed",
-                    receipt.reason or receipt.status,
-                    found,
-                    step=ref.step,
-                    channel=ref.channel,
-                    notification_id=receipt.notification_id,
-                    detail=f"{receipt.provider} reported {receipt.status}"
-                    + (f" ({receipt.error_code})" if receipt.error_code else ""),
-                )
+                code = f" ({receipt.error_code})" if receipt.error_code else ""
+                said = f"{receipt.provider} reported {receipt.status}{code}"
+                row("failed", receipt.reason or receipt.status, said)
             self.learn(receipt)
             tried = tuple(
                 r.channel
@@ -363,7 +354,6 @@ class _Run:
         A call on a ladder's last rung closes its case when it is placed; the
         person who answers it has had a conversation all the same.
         """
-        self.cause = receipt.notification_id
         if receipt.status in _DONE:
             self.record(
                 "delivered",
