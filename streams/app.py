@@ -278,7 +278,9 @@ def create_app(
                     await handle(work, event)
                 except Exception as exc:  # never let Faust ack a message we did not handle
                     await dead_letter(event, "internal_error", _describe(exc))
-            work.flush()
+            for event, exc in work.flush():
+                _enter(event)
+                await dead_letter(event, "internal_error", "state not saved: " + _describe(exc))
 
     async def handle(work: Working, event: faust.EventT) -> None:
         raw: bytes = event.message.value or b""

@@ -21,6 +21,8 @@ class RecentIds:
         self._entries = entries
         self._window = window
         self._max = max_ids
+        self.changed = False
+        """Whether `add` was called: only then is there anything to write back."""
 
     @classmethod
     def from_json(cls, raw: Any, window: timedelta, max_ids: int) -> RecentIds:
@@ -34,6 +36,7 @@ class RecentIds:
         return any(eid == event_id for eid, _ in self._entries)
 
     def add(self, event_id: str, seen_at: datetime) -> None:
+        self.changed = True
         self._entries.append((event_id, seen_at))
         newest = max(at for _, at in self._entries)
         kept = [(eid, at) for eid, at in self._entries if newest - at <= self._window]

@@ -100,19 +100,33 @@ class Working:
             found = self._recent[customer] = (ids, event)
         return found[0]
 
-    def flush(self) -> None:
-        """Write back every customer the batch changed: one table write each."""
+    def flush(self) -> list[tuple[faust.EventT, Exception]]:
+        """Write back every customer the batch changed: one table write each.
+
+        A customer whose write fails does not stop the others; the failures come
+        back with an input of that customer's, for the caller to dead-letter.
+        """
+        failed: list[tuple[faust.EventT, Exception]] = []
         for customer, entry in self._states.items():
             if not entry.dirty:
                 continue
-            self._enter(entry.event)
-            due = entry.state.due
-            value = stored(entry.partition, due, entry.state.model_dump(mode="json"))
-            self._customers[customer] = value
-            self._cache.put(customer, value, entry.state)
+            try:
+                self._enter(entry.event)
+                due = entry.state.due
+                value = stored(entry.partition, due, entry.state.model_dump(mode="json"))
+                self._customers[customer] = value
+                self._cache.put(customer, value, entry.state)
+            except Exception as exc:  # reported to the caller, never swallowed
+                failed.append((entry.event, exc))
         for customer, (ids, event) in self._recent.items():
-            self._enter(event)
-            self._seen[customer] = ids.to_json()
+            if not ids.changed:
+                continue  # a duplicate, or nothing accepted: nothing new to remember
+            try:
+                self._enter(event)
+                self._seen[customer] = ids.to_json()
+            except Exception as exc:
+                failed.append((event, exc))
+        return failed
 
     def _load(self, customer: str) -> CustomerState:
         value = self._customers.get(customer)

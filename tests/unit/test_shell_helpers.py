@@ -141,3 +141,29 @@ def test_an_email_html_part_is_its_own_template_in_the_same_language() -> None:
     spanish = templates.render(request("payment-missed", "email", "es"), links)
     assert spanish.html is None, "no Spanish HTML part: made from the Spanish text, not English"
     assert ("payment-missed", "email", "en.html") not in templates.available()
+
+
+def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
+    from typing import Any
+
+    from policies.state import CustomerState
+    from streams.working import StateCache, Working
+
+    class Refusing(dict[str, Any]):
+        def __setitem__(self, key: str, value: Any) -> None:
+            if key == "C-BAD":
+                raise ValueError("disk full")
+            super().__setitem__(key, value)
+
+    customers, seen = Refusing(), Refusing()
+    work = Working(customers, seen, StateCache(10), timedelta(hours=1), 8, enter=lambda e: None)
+    events = {"C-OK": object(), "C-BAD": object(), "C-DUP": object()}
+    for cid, event in events.items():
+        work.state(cid, 0, event)  # type: ignore[arg-type]
+        work.put(cid, CustomerState(customer_id=cid))
+        work.recent(cid, event)  # type: ignore[arg-type]
+    work.recent("C-OK", events["C-OK"]).add("evt-1", datetime.now(UTC))  # type: ignore[arg-type]
+    failed = work.flush()
+    assert [(e, str(x)) for e, x in failed] == [(events["C-BAD"], "disk full")]
+    assert set(customers) == {"C-OK", "C-DUP"}
+    assert set(seen) == {"C-OK"}, "a memory nothing was added to is not written again"
