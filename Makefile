@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-crash lint bench bench-engine bench-pipeline bench-dispatch bench-latency bench-memory clean
+.PHONY: demo test test-crash lint bench bench-engine bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,7 +53,10 @@ bench-latency: $(STAMP)
 bench-memory: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.memory --cases $(or $(CASES),100000) --store memory rocksdb
 
-bench: bench-engine bench-pipeline bench-dispatch bench-latency bench-memory
+bench-lateness: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.lateness --pending $(or $(PENDING),1000000)
+
+bench: bench-engine bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
