@@ -158,7 +158,7 @@ def install(
                 said = keyword(message["body"])
                 if said in ("stop", "start") or (said == "yes" and known["stopped"]):
                     numbers[number] = {**known, "stopped": said == "stop"}
-                if not found and keyword(message["body"]) != "help":
+                if not found and said != "help":
                     await dead_letter(
                         event, "unknown_sender", "an SMS reply from a number we never messaged"
                     )
