@@ -462,6 +462,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
 
 def test_the_preference_page_in_a_real_browser(running: Running) -> None:
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -470,7 +471,8 @@ def test_the_preference_page_in_a_real_browser(running: Running) -> None:
 
     def heading(text: str) -> None:
         """Wait for the page whose title is `text` (a submit loads the next page on its own)."""
-        WebDriverWait(browser, 15).until(
+        # An element of the page being replaced goes stale under us: look again.
+        WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException]).until(
             lambda b: any(h.text == text for h in b.find_elements(By.TAG_NAME, "h1"))
         )
 
