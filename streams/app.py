@@ -332,7 +332,7 @@ def create_app(
     read_state = state_reader(customers)
     api.install(app, settings, policy, produce, read_state, customers)
     page.install(app, settings, policy, produce, read_state, customers)
-    mark_sms = replies.install(app, settings, produce, dead_letter)
+    mark_sms = replies.install(app, settings, produce, dead_letter, _enter)
     calls = LiveCalls()
     webhooks.install(app, settings, produce, calls, channels.channel_for("voice"))
     link_keys = (

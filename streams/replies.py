@@ -132,6 +132,7 @@ def install(
     settings: Settings,
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
     dead_letter: Callable[[faust.EventT, Any, str], Awaitable[None]],
+    enter: Callable[[faust.EventT], None],
 ) -> Callable[[NotificationRequest], Awaitable[None]]:
     """The `sms-replies` agent; returns what the dispatcher calls for each SMS Twilio took."""
     conversations = app.topic(
@@ -145,37 +146,53 @@ def install(
 
     @app.agent(conversations, name="sms-replies", concurrency=1)
     async def sms_replies(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            try:
-                message = json.loads(event.message.value or b"")
-                number = message["number"]
-                known = numbers.get(number) or {"marks": [], "stopped": False}
-                if message["kind"] == "sent":
-                    marks = remember(known["marks"], message)
-                    numbers[number] = {**known, "marks": marks}
-                    continue
-                found = resolve(known["marks"], message, known["stopped"])
-                said = keyword(message["body"])
-                if said in ("stop", "start") or (said == "yes" and known["stopped"]):
-                    numbers[number] = {**known, "stopped": said == "stop"}
-                if not found and said != "help":
-                    await dead_letter(
-                        event, "unknown_sender", "an SMS reply from a number we never messaged"
-                    )
-                for topic, value in found:
-                    await produce(
-                        settings.topic(topic),
-                        value["customer_id"].encode(),
-                        json.dumps(value).encode(),
-                    )
-                    log.info(
-                        "sms.reply_resolved",
-                        type=value["type"],
-                        customer_id=value["customer_id"],
-                        event_id=value["event_id"],
-                    )
-            except Exception as exc:  # never let Faust ack what we did not handle
-                await dead_letter(event, "invalid_reply", f"not an SMS mark or reply: {exc!r}")
+        """Batches: each number's entry is read and written once per batch, not per message."""
+        async for events in stream.take_events(500, within=0.01):
+            changed: dict[str, tuple[dict[str, Any], faust.EventT]] = {}
+            for event in events:
+                enter(event)
+                try:
+                    await handle(event, changed)
+                except Exception as exc:  # never let Faust ack what we did not handle
+                    reason = f"not an SMS mark or reply: {exc!r}"
+                    await dead_letter(event, "invalid_reply", reason)
+            for number, (value, event) in changed.items():
+                enter(event)
+                try:
+                    numbers[number] = value
+                except Exception as exc:
+                    await dead_letter(event, "internal_error", f"number table not saved: {exc!r}")
+
+    async def handle(
+        event: faust.EventT, changed: dict[str, tuple[dict[str, Any], faust.EventT]]
+    ) -> None:
+        message = json.loads(event.message.value or b"")
+        number = message["number"]
+        if number in changed:
+            known = changed[number][0]
+        else:
+            known = numbers.get(number) or {"marks": [], "stopped": False}
+        if message["kind"] == "sent":
+            changed[number] = ({**known, "marks": remember(known["marks"], message)}, event)
+            return
+        found = resolve(known["marks"], message, known["stopped"])
+        said = keyword(message["body"])
+        if said in ("stop", "start") or (said == "yes" and known["stopped"]):
+            changed[number] = ({**known, "stopped": said == "stop"}, event)
+        if not found and said != "help":
+            await dead_letter(
+                event, "unknown_sender", "an SMS reply from a number we never messaged"
+            )
+        for topic, value in found:
+            await produce(
+                settings.topic(topic), value["customer_id"].encode(), json.dumps(value).encode()
+            )
+            log.info(
+                "sms.reply_resolved",
+                type=value["type"],
+                customer_id=value["customer_id"],
+                event_id=value["event_id"],
+            )
 
     async def mark_sent(request: NotificationRequest) -> None:
         if request.channel != "sms":
