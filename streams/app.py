@@ -50,7 +50,6 @@ from streams.timers import TimerIndex, clock_message, read_clock
 from streams.transport import ClarionApp
 from streams.web import api, page, webhooks
 from streams.web.links import LinkKeys
-from streams.web.reads import state_reader
 from streams.web.webhooks import LiveCalls
 from streams.working import StateCache, Working
 
@@ -329,9 +328,8 @@ def create_app(
         value = receipt.model_dump_json().encode()
         await produce(receipts_name, receipt.customer_id.encode(), value)
 
-    read_state = state_reader(customers)
-    api.install(app, settings, policy, produce, read_state, customers)
-    page.install(app, settings, policy, produce, read_state, customers)
+    api.install(app, settings, policy, produce, customers)
+    page.install(app, settings, policy, produce, customers)
     mark_sms = replies.install(app, settings, produce, dead_letter, _enter)
     calls = LiveCalls()
     webhooks.install(app, settings, produce, calls, channels.channel_for("voice"))

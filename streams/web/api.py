@@ -27,7 +27,7 @@ from policies.model import PolicySet
 from schemas.customer import Preferences
 from streams import topics
 from streams.settings import Settings
-from streams.web.reads import CUSTOMER_ID, ReadState, forwarded
+from streams.web.reads import CUSTOMER_ID, forwarded, state_reader
 
 log = structlog.get_logger(__name__)
 
@@ -133,9 +133,9 @@ def install(
     settings: Settings,
     policy: PolicySet,
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
-    read_state: ReadState,
     customers: Any,
 ) -> None:
+    read_state = state_reader(customers)
     keys = [
         k
         for k in (settings.api_keys.get_secret_value() if settings.api_keys else "").split(",")

@@ -28,7 +28,7 @@ from streams import topics
 from streams.settings import Settings
 from streams.web.api import PreferencesUpdate, preferences_event
 from streams.web.links import BadLink, LinkKeys
-from streams.web.reads import ReadState, forwarded
+from streams.web.reads import forwarded, state_reader
 
 log = structlog.get_logger(__name__)
 
@@ -73,9 +73,9 @@ def install(
     settings: Settings,
     policy: PolicySet,
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
-    read_state: ReadState,
     customers: Any,
 ) -> None:
+    read_state = state_reader(customers)
     keys = LinkKeys.parse(settings.link_keys.get_secret_value()) if settings.link_keys else None
     updates = settings.topic(topics.PREFERENCE_UPDATES)
 
