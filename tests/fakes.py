@@ -252,6 +252,22 @@ class ProvidersThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
+    def channel_settings(self) -> dict[str, Any]:
+        """Settings overrides that send SMS, voice and email through these fakes."""
+        return {
+            "channel_sms": "twilio",
+            "channel_voice": "twilio",
+            "channel_email": "sendgrid",
+            "twilio_account_sid": self.twilio.account_sid,
+            "twilio_auth_token": self.twilio.auth_token,
+            "twilio_sms_from": "+15550000000",
+            "twilio_voice_from": "+15550000001",
+            "twilio_api_base": self.twilio.url,
+            "sendgrid_api_key": self.sendgrid.api_key,
+            "sendgrid_from_email": "alerts@bank.example",
+            "sendgrid_host": self.sendgrid.url,
+        }
+
     def __enter__(self) -> ProvidersThread:
         self._thread.start()
         for fake in (self.twilio, self.sendgrid):
