@@ -243,6 +243,11 @@ def test_signatures_are_checked_and_a_refused_request_writes_nothing(running: Ru
     status_path = "/webhooks/twilio/status?notification_id=ntf-x&customer_id=C-X&channel=sms"
     receipt = {"MessageSid": "SM" + "2" * 32, "MessageStatus": "delivered", "To": "+13125550399"}
     assert running.twilio(status_path, receipt, sign=False)[0] == 403
+    # Signed, but not one of ours: no ids in the callback URL, no sender on a reply.
+    status, answer = running.twilio("/webhooks/twilio/status", receipt)
+    assert (status, answer) == (403, '{"error":"not a Clarion status callback"}')
+    status, answer = running.twilio(path, {"MessageSid": "SM" + "3" * 32, "Body": "hi"})
+    assert (status, answer) == (400, '{"error":"no From or MessageSid"}')
 
     event = {
         "event": "delivered",

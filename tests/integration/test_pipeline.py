@@ -188,3 +188,9 @@ def test_health_and_readiness_and_no_table_page(settings: Settings, worker: obje
     assert status[0] == 200 and status[1] and status[1]["ready"] is True
     assert get("/health") == (200, {"status": "ok"})
     assert get("/table/customers")[0] == 404  # customer data is never served
+    # Without their secrets, the API and the page say so rather than serve anything.
+    assert get("/api/v1/customers/C-1001/preferences") == (
+        503,
+        {"error": "the API is not configured (CLARION_API_KEYS)"},
+    )
+    assert get("/p/some-token")[0] == 503
