@@ -70,7 +70,8 @@ class Templates:
     ) -> Message:
         """`links` (`preferences`: the signed page link) are `links.*` in a template."""
         links = dict(links or {})
-        text = self._render(request.template, request, links)
+        path = self.path_for(request.template, request.channel, request.locale)
+        text = self._render_path(path, request, links, self._env)
         voicemail = html = None
         if request.channel == "voice":
             voicemail = self._render(VOICEMAIL, request, links).strip()
@@ -78,14 +79,14 @@ class Templates:
         if request.channel == "email":
             first, _, rest = text.partition("\n")
             if not first.startswith("Subject:"):
-                path = self.path_for(request.template, request.channel, request.locale)
                 raise RenderError(
                     f"{path.relative_to(self.directory)}: an email template starts "
                     "with a 'Subject: ...' line"
                 )
             subject, text = first.removeprefix("Subject:").strip(), rest.lstrip("\n")
-            html_path = self._html_path(request.template, request.locale)
-            if html_path is not None:
+            # The HTML part in the same language as the text part, if there is one.
+            html_path = path.with_name(path.name.removesuffix(".j2") + ".html.j2")
+            if html_path.is_file():
                 html = self._render_path(html_path, request, links, self._html_env).strip()
         return Message(
             notification_id=request.notification_id,
@@ -102,12 +103,6 @@ class Templates:
             account_id=request.account_id,
             html=html,
         )
-
-    def _html_path(self, template: str, locale: str) -> Path | None:
-        """The HTML part in the same language as the text part, if there is one."""
-        text = self.path_for(template, "email", locale)
-        html = text.with_name(text.name.removesuffix(".j2") + ".html.j2")
-        return html if html.is_file() else None
 
     def _render(self, template: str, request: NotificationRequest, links: dict[str, str]) -> str:
         path = self.path_for(template, request.channel, request.locale)
