@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,8 +44,12 @@ class SandboxChannel:
         return any(m.get("notification_id") == notification_id for m in sent)
 
     def _append(self, line: str) -> None:
-        with self.outbox.open("a", encoding="utf-8") as fh:
-            fh.write(line)
+        """One `write` on an O_APPEND file: a line lands whole, even if the worker is killed."""
+        fd = os.open(self.outbox, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
 
     async def close(self) -> None:
         return None
@@ -54,4 +59,6 @@ def read_outbox(path: Path) -> list[dict[str, object]]:
     """Every message the sandbox recorded, in order (for the demo and the tests)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    # A reader can meet a line still being written: only lines with their newline count.
+    complete = path.read_bytes().split(b"\n")[:-1]
+    return [json.loads(line) for line in complete if line]

@@ -9,7 +9,7 @@ would otherwise pick a count that breaks the co-partitioning.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -85,12 +85,7 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
-    """The offset after the last message of each partition.
-
-    Read, not only asked: Tansu 0.6 answers ListOffsets with the last record
-    batch's base offset + 1, which is short of the end whenever that batch holds
-    more than one record. So each partition is also read from the reported offset on.
-    """
+    """The offset after the last message of each partition (read, not only asked: `read_past`)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -99,10 +94,32 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
         ]
         if not parts:
             return {}
-        ends = dict(await consumer.end_offsets(parts))
+        reported = dict(await consumer.end_offsets(parts))
+    finally:
+        await consumer.stop()
+    return await read_past(bootstrap, reported)
+
+
+async def read_past(
+    bootstrap: str | list[str], reported: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """End offsets as the records say, given what ListOffsets answered.
+
+    Tansu 0.6 answers ListOffsets with the last record batch's base offset + 1,
+    which is short of the end whenever that batch holds more than one record. So
+    each partition is read from the reported offset on. On Kafka this finds
+    nothing more and changes nothing.
+    """
+    ends = dict(reported)
+    parts = [tp for tp, end in ends.items() if end > 0]
+    if not parts:
+        return ends
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
         consumer.assign(parts)
         for tp in parts:
-            consumer.seek(tp, max(ends[tp] - 1, 0))
+            consumer.seek(tp, ends[tp] - 1)
         while batch := await consumer.getmany(*parts, timeout_ms=100):
             for tp, messages in batch.items():
                 if messages:

@@ -55,6 +55,11 @@ def prepare(bootstrap: str, tmp_path: Path, policy: PolicySet, name: str) -> Sca
         partitions=4,
         log_format="json",
     )
+    # The providers' real rates (1 call/s per caller number) would make the
+    # three hundred customers' calls take minutes; these tests are about who
+    # gets what, exactly once, so the sandbox is not throttled here.
+    fast = {"rate_sms_per_s": 1000.0, "rate_voice_per_s": 1000.0, "rate_email_per_s": 1000.0}
+    settings = settings.model_copy(update=fast)
     asyncio.run(topics.ensure_topics(settings))
     lines = scaled_lines()
     events = [event_from_dict(json.loads(line)) for line in lines]
