@@ -28,7 +28,7 @@ demo: $(STAMP)
 test: $(STAMP) $(BROWSER) lint
 	$(BIN)/python -m pytest -q
 
-# Workers killed with SIGKILL mid-stream; not in `make test` (see docs/operations.md).
+# The take-over test, still flaky on Tansu; not in `make test` (see docs/operations.md).
 test-crash: $(STAMP)
 	$(BIN)/python -m pytest -q -m crash
 

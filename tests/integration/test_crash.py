@@ -29,10 +29,8 @@ from streams.demo import (
 )
 from tests.integration.scaled import GROUPS, prepare
 
-# Not in the default run (`make test-crash` runs it): on Tansu 0.6 a worker restarted
-# after SIGKILL sometimes stops committing one partition (about one run in three),
-# and the test then times out. See docs/operations.md, "Known broker limits".
-pytestmark = [pytest.mark.integration, pytest.mark.crash]
+# This test found the three restart faults in docs/operations.md, "Restarts".
+pytestmark = pytest.mark.integration
 
 
 def kill_when(proc: object, outbox: Path, at_least: int, timeout: float = 60.0) -> int:
