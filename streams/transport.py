@@ -21,7 +21,7 @@ stop 11). Two faults in Faust 0.15.3, both broker-independent:
    main thread empties it during a fetch (recovery pauses the changelogs),
    aiokafka reads the empty set as "all partitions", returns records of paused
    stream partitions, and Faust drops them after their positions moved on. Here
-   the fetcher gets a copy, and no fetch at all when the copy is empty.
+   the fetcher gets a copy: Faust only fetches when the set is not empty.
 3. (Tansu only.) Recovery reads each changelog up to its end as ListOffsets
    reports it, and Tansu reports the last batch's base offset + 1. A table then
    came back without its last writes (the dispatcher's "done" marks among them)
@@ -70,11 +70,7 @@ class _Consumer(driver.Consumer):
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
         """The fetcher thread gets a copy of the active set (fault 2 in the module doc)."""
-        if active_partitions is None:
-            return await super()._getmany(None, timeout)
-        wanted = set(active_partitions)
-        if not wanted:
-            return {}
+        wanted = None if active_partitions is None else set(active_partitions)
         return await super()._getmany(wanted, timeout)
 
     def resume_flow(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from channels.sandbox import read_outbox
 from channels.templates import RenderError, TemplateMissing, Templates
 from schemas.notifications import NotificationRequest
 from streams.dedupe import RecentIds
@@ -167,3 +168,12 @@ def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
     assert [(e, str(x)) for e, x in failed] == [(events["C-BAD"], "disk full")]
     assert set(customers) == {"C-OK", "C-DUP"}
     assert set(seen) == {"C-OK"}, "a memory nothing was added to is not written again"
+
+
+def test_the_outbox_reader_skips_a_line_still_being_written(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox.jsonl"
+    outbox.write_text('{"notification_id": "ntf-1"}\n{"notification_id": "ntf-2", "chan')
+    assert read_outbox(outbox) == [{"notification_id": "ntf-1"}]
+    with outbox.open("a") as fh:
+        fh.write('nel": "sms"}\n')
+    assert [m["notification_id"] for m in read_outbox(outbox)] == ["ntf-1", "ntf-2"]
