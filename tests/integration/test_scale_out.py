@@ -5,7 +5,7 @@ and each customer's messages are handled by exactly one of them. In the
 take-over test one worker stops. The other takes over its partitions, rebuilds
 their timer index from the table, and fires their pending steps when the
 virtual clock moves on. That test is marked `crash` and left out of `make
-test`: after the restart fixes it still failed 1 run in 8 (docs/operations.md).
+test`: after the restart fixes it still failed once in 15 runs (docs/operations.md).
 """
 
 from __future__ import annotations
