@@ -1,4 +1,4 @@
-"""Faust's Kafka transport, with a settable fetch wait and two fixes that keep restarts whole.
+"""Faust's Kafka transport, with a settable fetch wait and three fixes that keep restarts whole.
 
 **Fetch wait.** Faust 0.15 fixes the consumer's `fetch_max_wait_ms` at 1500.
 Kafka answers a fetch as soon as data arrives, so that wait costs nothing there.
@@ -8,7 +8,7 @@ hop between agents was 0.4 to 1.5 s late: p50 376 ms at 1500 ms against 4 ms at
 leaves it unset and keeps Faust's value.
 
 **Restarts lost messages** (the crash test's "stall", put down to Tansu until
-stop 11). Two faults in Faust 0.15.3, both broker-independent:
+stop 11). Faults 1 and 2 are Faust 0.15.3's and would hit Kafka too; 3 is Tansu's:
 
 1. After recovering its tables, Faust resumes the stream partitions, then reads
    the committed offsets one partition at a time (`perform_seek`), then resumes
