@@ -39,6 +39,12 @@ class TokenBucket:
         self._clock, self._sleep = clock, sleep
         self._tokens, self._at = self.burst, clock()
         self._lock = asyncio.Lock()
+        self._waiting = 0
+
+    def wait_s(self) -> float:
+        """How long `acquire` would wait now, behind the callers already waiting."""
+        self._refill()
+        return max(0.0, (1 + self._waiting - self._tokens) / self.rate)
 
     def _refill(self) -> None:
         now = self._clock()
@@ -46,12 +52,16 @@ class TokenBucket:
         self._at = now
 
     async def acquire(self) -> None:
-        async with self._lock:  # first come, first served
-            self._refill()
-            if self._tokens < 1:
-                await self._sleep((1 - self._tokens) / self.rate)
+        self._waiting += 1
+        try:
+            async with self._lock:  # first come, first served
                 self._refill()
-            self._tokens -= 1
+                if self._tokens < 1:
+                    await self._sleep((1 - self._tokens) / self.rate)
+                    self._refill()
+                self._tokens -= 1
+        finally:
+            self._waiting -= 1
 
 
 @dataclass

@@ -393,11 +393,12 @@ def create_app(
                 wait = (item.not_before - datetime.now(UTC)).total_seconds()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            await run_batch([(event, item)])
+            await run_batch([(event, item)], park=False)
 
-    async def run_batch(batch: list[tuple[faust.EventT, Attempt]]) -> None:
+    async def run_batch(batch: list[tuple[faust.EventT, Attempt]], park: bool = True) -> None:
         try:
-            await dispatcher.run([item for _, item in batch], lambda i: _enter(batch[i][0]))
+            items = [item for _, item in batch]
+            await dispatcher.run(items, lambda i: _enter(batch[i][0]), park)
         except Exception as exc:  # never let Faust ack what we did not handle
             for event, _ in batch:
                 _enter(event)

@@ -76,9 +76,10 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class _Held:
-    """Not attempted: the provider's circuit is open until `until` (monotonic seconds)."""
+    """Not attempted until `until` (monotonic seconds), for `why`: parked on the retry topic."""
 
     until: float
+    why: str = "circuit_open"
 
 
 Outcome = SendResult | _Held | Decision
@@ -120,8 +121,16 @@ class Dispatcher:
         self.breakers: dict[str, CircuitBreaker] = {}
         self._rendered: dict[str, Message] = {}
 
-    async def run(self, batch: Sequence[Attempt], enter: Callable[[int], None]) -> None:
-        """Dispatch a batch; `enter(i)` makes item i the event table writes belong to."""
+    async def run(
+        self, batch: Sequence[Attempt], enter: Callable[[int], None], park: bool = True
+    ) -> None:
+        """Dispatch a batch; `enter(i)` makes item i the event table writes belong to.
+
+        With `park`, a send its rate limit would hold longer than `rate_park_after_s`
+        goes to the retry topic instead, so one slow channel (calls at 1/s) does not
+        hold back the SMS and email of its batch and of every batch behind it. The
+        retry path runs with `park=False`: there a send waits for its token.
+        """
         todo: list[int] = []
         claimed: set[str] = set()
         marks = _Marks(self.sinks, self.settings.dedupe_max_ids)
@@ -136,7 +145,7 @@ class Dispatcher:
         if not todo:
             return
         await self.sinks.flush()  # "attempting" is durable before any provider hears of it
-        outcomes = await asyncio.gather(*(self._attempt(batch[i]) for i in todo))
+        outcomes = await asyncio.gather(*(self._attempt(batch[i], park) for i in todo))
         for i, outcome in zip(todo, outcomes, strict=True):
             marks.item = i
             await self._settle(batch[i], outcome, marks)
@@ -168,7 +177,7 @@ class Dispatcher:
 
     # -- phase 3 ----------------------------------------------------------------
 
-    async def _attempt(self, item: Attempt) -> Outcome:
+    async def _attempt(self, item: Attempt, park: bool) -> Outcome:
         request = item.request
         try:
             message = self.templates.render(request, self.links(request))
@@ -176,10 +185,14 @@ class Dispatcher:
             return _failed(request, self._at(request), "template_error", str(exc))
         self._rendered[request.notification_id] = message
         provider = self.channels.provider_for(request.channel)
+        bucket = self._bucket(provider, request.channel)
+        wait = bucket.wait_s()
+        if park and wait > self.settings.rate_park_after_s:
+            return _Held(time.monotonic() + wait, "rate_limited")
         breaker = self._breaker(provider)
         if not breaker.allows(time.monotonic()):
             return _Held(breaker.reopens_at())
-        await self._bucket(provider, request.channel).acquire()
+        await bucket.acquire()
         async with self._in_flight:
             result = await self.channels.send(message)
         breaker.record(result.outcome, time.monotonic())
@@ -196,7 +209,7 @@ class Dispatcher:
             return
         if isinstance(outcome, _Held):
             wait = max(0.0, outcome.until - time.monotonic()) + jitter()
-            await self._schedule(item, item.number, wait, "circuit_open", marks)
+            await self._schedule(item, item.number, wait, outcome.why, marks)
             return
         extra = {"provider": outcome.provider, "attempt": item.number}
         if outcome.outcome == "accepted":

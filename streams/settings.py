@@ -137,6 +137,12 @@ class Settings(BaseModel):
     rate_sms_per_s: float = Field(default=10.0, gt=0, description="per Twilio sender")
     rate_voice_per_s: float = Field(default=1.0, gt=0, description="per Twilio caller number")
     rate_email_per_s: float = Field(default=100.0, gt=0, description="SendGrid requests")
+    rate_park_after_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="a send its rate limit would hold longer waits on notification-retries, "
+        "so it does not hold back the rest of its batch",
+    )
     retry_max_attempts: int = Field(default=6, ge=1, description="attempts per message")
     retry_base_s: float = Field(default=1.0, gt=0, description="first back-off; doubles")
     retry_max_s: float = Field(default=60.0, gt=0, description="longest back-off")

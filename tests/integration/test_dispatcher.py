@@ -198,3 +198,28 @@ async def test_a_crash_mid_call_is_resent_only_when_the_provider_says_it_never_c
     await d.channels.close()
     assert seen.rows() == [("failed", "unknown_outcome")]  # Twilio cannot say: never twice
     assert twilio.behaviour.requests == 0
+
+
+async def test_a_send_its_rate_limit_would_hold_is_parked_not_waited_for(
+    twilio: FakeTwilio,
+) -> None:
+    """Email at 2/s: the third and fourth go to the retry topic; the SMS behind them go now."""
+    seen = Recorded()
+    d = dispatcher(twilio, seen, rate_email_per_s=2.0, rate_park_after_s=0.2)
+
+    def item(n: int, channel: str) -> Attempt:
+        ask = request("payment-missed", channel)
+        return Attempt(ask.model_copy(update={"notification_id": f"n-{n}"}))
+
+    batch = [item(n, "email") for n in range(4)] + [item(n, "sms") for n in range(4, 6)]
+    await d.run(batch, nothing)
+    assert len(twilio.accepted) == 4  # two emails (the burst) and both SMS
+    parked = {a.request.notification_id for a in seen.retries}
+    assert parked == {"n-2", "n-3"}
+    assert all(a.number == 1 and a.not_before is not None for a in seen.retries)
+    assert all(seen.table["C-1"][nid] == "retry" for nid in parked)
+
+    await d.run(seen.retries, nothing, park=False)  # the retry path waits for its tokens
+    await d.channels.close()
+    assert len(twilio.accepted) == 6
+    assert all(seen.table["C-1"][f"n-{n}"] == "done" for n in range(6))

@@ -45,3 +45,17 @@ def test_the_breaker_opens_waits_lets_one_trial_through_and_closes() -> None:
     assert breaker.allows(12.5)
     breaker.record("accepted", 12.6)
     assert breaker.state == "closed" and breaker.allows(12.6)
+
+
+def test_the_bucket_says_how_long_a_new_caller_would_wait() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    bucket = TokenBucket(rate=2.0, burst=1.0, clock=lambda: now[0], sleep=sleep)
+    assert bucket.wait_s() == 0.0
+    asyncio.run(bucket.acquire())
+    assert bucket.wait_s() == 0.5  # the next token is half a second away
+    now[0] += 0.25
+    assert bucket.wait_s() == 0.25
