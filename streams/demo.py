@@ -137,12 +137,14 @@ async def settle(
 
     Intake commits its inputs after it produced their notifications, so once the
     inputs are committed the outbound topic holds all it ever will for them; then
-    the outbound topic itself is waited for.
+    the outbound topic itself is waited for, and the retry topic, where the
+    dispatcher parks a send its rate limit would hold.
     """
     bootstrap = settings.kafka_bootstrap
     inputs = [settings.topic(t) for t in (*topics.INPUTS, topics.TIMER_TICKS)]
     outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
-    for group in (inputs, [*inputs, outbound]):
+    parked = settings.topic(topics.NOTIFICATION_RETRIES)
+    for group in (inputs, [*inputs, outbound, parked]):
         await topics.wait_until_consumed(
             bootstrap, settings.app_id, group, timeout=timeout, alive=alive
         )
