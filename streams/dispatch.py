@@ -79,7 +79,7 @@ class _Held:
     """Not attempted until `until` (monotonic seconds), for `why`: parked on the retry topic."""
 
     until: float
-    why: str = "circuit_open"
+    why: str
 
 
 Outcome = SendResult | _Held | Decision
@@ -186,12 +186,11 @@ class Dispatcher:
         self._rendered[request.notification_id] = message
         provider = self.channels.provider_for(request.channel)
         bucket = self._bucket(provider, request.channel)
-        wait = bucket.wait_s()
-        if park and wait > self.settings.rate_park_after_s:
+        if park and (wait := bucket.wait_s()) > self.settings.rate_park_after_s:
             return _Held(time.monotonic() + wait, "rate_limited")
         breaker = self._breaker(provider)
         if not breaker.allows(time.monotonic()):
-            return _Held(breaker.reopens_at())
+            return _Held(breaker.reopens_at(), "circuit_open")
         await bucket.acquire()
         async with self._in_flight:
             result = await self.channels.send(message)
