@@ -4,6 +4,12 @@ The allowed instants are a union of intervals per zone; their intersection
 starts either at `at` itself or at one of the zones' interval starts (a window
 opening or a quiet period ending). So the earliest allowed instant is found by
 checking `at` and those boundaries in time order: computed, not polled.
+
+Both answers depend only on the minute `at` falls in: windows and quiet hours
+are whole local minutes, and every zone's offset today is a whole number of
+minutes. Customers in one zone share that minute's answer, so `next_allowed`
+keeps it (`_ANSWERS`, bounded). That is memoising a pure function: the engine
+stays deterministic, whatever the cache holds.
 """
 
 from __future__ import annotations
@@ -27,10 +33,42 @@ def allowed(at: datetime, zones: list[str], window: Window, quiet: QuietHours | 
     return all(_allowed_in(at, _zone(z), window, quiet) for z in zones)
 
 
+_MISSING = object()
+_ANSWERS: dict[tuple[object, ...], datetime | bool | None] = {}
+_ANSWERS_MAX = 100_000
+"""Distinct (minute, zones, window, quiet hours) answers kept; then the cache starts over."""
+
+
 def next_allowed(
     at: datetime, zones: list[str], window: Window, quiet: QuietHours | None
 ) -> datetime | None:
     """The earliest instant at or after `at` allowed in every zone; None if none in 15 days."""
+    key = (
+        int(at.timestamp()) // 60,
+        tuple(zones),
+        window.start,
+        window.end,
+        tuple(window.days),
+        quiet.start if quiet is not None else None,
+        quiet.end if quiet is not None else None,
+    )
+    found = _ANSWERS.get(key, _MISSING)
+    if found is _MISSING:
+        found = _search(at, zones, window, quiet)
+        if len(_ANSWERS) >= _ANSWERS_MAX:
+            _ANSWERS.clear()
+        _ANSWERS[key] = True if found == at else found
+    if found is True:
+        return at  # allowed in `at`'s minute: `at` itself is the answer
+    assert found is None or isinstance(found, datetime)
+    if found is not None and found.tzinfo is not at.tzinfo:
+        found = found.astimezone(at.tzinfo)
+    return found
+
+
+def _search(
+    at: datetime, zones: list[str], window: Window, quiet: QuietHours | None
+) -> datetime | None:
     if allowed(at, zones, window, quiet):
         return at
     # A boundary on local day offset 3 or later lies at least two days (less an hour
@@ -51,6 +89,11 @@ def next_allowed(
 @cache
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+@cache
+def _clock(hm: str) -> time:
+    return time.fromisoformat(hm)
 
 
 @cache
@@ -85,7 +128,7 @@ def _boundaries(
         for offset in range(days):
             day = first + timedelta(days=offset)
             for hm in starts:
-                local = datetime.combine(day, time.fromisoformat(hm), tzinfo=zone)
+                local = datetime.combine(day, _clock(hm), tzinfo=zone)
                 instant = local.astimezone(at.tzinfo)
                 if instant > at:
                     found.add(instant)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from policies import windows
 from policies.model import Window
 from policies.windows import allowed, next_allowed
 from schemas.customer import QuietHours
@@ -93,3 +95,32 @@ def test_next_allowed_is_allowed_and_nothing_earlier_is(
     while probe < found:
         assert not allowed(probe, zones, VOICE, quiet)
         probe += step
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    at=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
+    other=st.integers(min_value=0, max_value=59_999_999),
+    zones=st.lists(st.sampled_from([*US, "Asia/Kolkata"]), min_size=1, max_size=3, unique=True),
+    quiet=st.none() | st.just(QuietHours(start="20:00", end="09:00")),
+)
+def test_an_answer_kept_for_the_minute_is_the_answer_searched(
+    at: datetime, other: int, zones: list[str], quiet: QuietHours | None
+) -> None:
+    """The cache answers by minute: any instant of that minute must get what a search gives."""
+    minute = at.replace(second=0, microsecond=0)
+    first = minute + timedelta(microseconds=other)
+    next_allowed(first, zones, VOICE, quiet)  # fills the cache for this minute
+    assert next_allowed(at, zones, VOICE, quiet) == windows._search(at, zones, VOICE, quiet)
+
+
+def test_a_kept_answer_comes_back_in_the_callers_zone() -> None:
+    chicago = ZoneInfo("America/Chicago")
+    at = utc(2026, 11, 21, 4)  # 22:00 in Chicago: outside the window
+    in_utc = next_allowed(at, ["America/Chicago"], DAILY, None)
+    in_chicago = next_allowed(at.astimezone(chicago), ["America/Chicago"], DAILY, None)
+    assert in_utc == in_chicago
+    assert in_utc is not None and in_utc.tzinfo is UTC
+    assert in_chicago is not None and in_chicago.tzinfo is chicago
