@@ -150,17 +150,18 @@ class _Run:
     def fire_due(self) -> None:
         """Run every pending step due by now, earliest first."""
         self.cause = None
+        now = self.now
         for _ in range(_MAX_FIRINGS):
-            due = [
-                (p.due, p.step, case.case_id)
-                for case in self.cases.values()
-                if case.paused_at is None
-                for p in case.pending
-                if p.due <= self.now
-            ]
-            if not due:
+            first: tuple[datetime, int, str] | None = None
+            for case in self.cases.values():
+                if case.paused_at is not None:
+                    continue
+                for p in case.pending:
+                    if p.due <= now and (first is None or (p.due, p.step, case.case_id) < first):
+                        first = (p.due, p.step, case.case_id)
+            if first is None:
                 return
-            _, step, case_id = min(due)
+            _, step, case_id = first
             case = self.cases[case_id]
             pending = next(p for p in case.pending if p.step == step)
             case = case.model_copy(

@@ -147,13 +147,14 @@ def cap_free_at(
     assert cap.max is not None and cap.per is not None
     per = cap.per.fixed
     assert per is not None
+    since, categories, everyone = at - per, cap.categories, cap.scope == "customer"
     counted = sorted(
         c.at
         for c in history.contacts
-        if at - per < c.at <= at
+        if since < c.at <= at
+        and (everyone or c.account_id == account_id)
+        and (categories is None or c.category in categories)
         and cap.matches_channel(c.channel)
-        and (cap.categories is None or c.category in cap.categories)
-        and (cap.scope == "customer" or c.account_id == account_id)
     )
     if len(counted) < cap.max:
         return None
