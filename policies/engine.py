@@ -13,7 +13,7 @@ case's overdue ones). `CustomerState.due` tells the driver when to call again.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -244,7 +244,7 @@ class _Run:
             self.record("paused", event.type, case, detail=f"until {resume_on}")
         elif event.type == case.resume_on and case.paused_at is not None:
             held = self.now - case.paused_at
-            pending = tuple(p.model_copy(update={"due": p.due + held}) for p in case.pending)
+            pending = tuple(replace(p, due=p.due + held) for p in case.pending)
             case = case.model_copy(
                 update={
                     "paused_at": None,

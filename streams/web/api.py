@@ -21,13 +21,16 @@ from typing import Any
 import faust
 import structlog
 from faust.web import Request, Response, View
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from policies.model import PolicySet
+from policies.state import ConsentRecord
 from schemas.customer import Preferences
 from streams import topics
 from streams.settings import Settings
 from streams.web.reads import CUSTOMER_ID, forwarded, state_reader
+
+_CONSENT = TypeAdapter(ConsentRecord)
 
 log = structlog.get_logger(__name__)
 
@@ -181,11 +184,12 @@ def install(
             state = read_state(customer_id)
             if state is None:
                 return self.json({"error": f"no customer {customer_id}"}, status=404)
+            consents = [_CONSENT.dump_python(c, mode="json") for c in state.consents.values()]
             return self.json(
                 {
                     "customer_id": customer_id,
                     "preferences": state.preferences.model_dump(mode="json", exclude_none=True),
-                    "consents": [c.model_dump(mode="json") for c in state.consents.values()],
+                    "consents": consents,
                     "required_categories": required,
                 }
             )
