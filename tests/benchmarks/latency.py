@@ -116,8 +116,8 @@ def main() -> None:
         with (Path(tmp) / "worker.log").open("wb") as log:
             worker = start_worker(settings, log)  # type: ignore[arg-type]
             try:
-                wait_ready(settings)
-                wait_taken(settings, source, worker)
+                wait_ready(settings.web_port)
+                wait_taken(settings.kafka_bootstrap, settings.app_id, source, worker)
                 outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
                 asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
             finally:

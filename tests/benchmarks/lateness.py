@@ -124,7 +124,7 @@ def main() -> None:
             started = time.perf_counter()
             worker = start_worker(settings, log)  # type: ignore[arg-type]
             try:
-                wait_ready(settings, timeout=3600)
+                wait_ready(settings.web_port, timeout=3600)
                 recovered = time.perf_counter() - started
                 # The ticker makes the worker build its index on the first tick.
                 while pending_timers(settings) < args.pending:

@@ -137,7 +137,7 @@ def measure(broker: EmbeddedBroker, work: Path, cases: int, store: str) -> dict[
         started = time.perf_counter()
         worker = start_worker(settings, log)  # type: ignore[arg-type]
         try:
-            wait_ready(settings, timeout=3600)
+            wait_ready(settings.web_port, timeout=3600)
             recovered = time.perf_counter() - started
             time.sleep(2)
             tables_rss = resident_mb(worker.pid)

@@ -4,6 +4,8 @@ Run: `make bench-pipeline` (or `python -m tests.benchmarks.pipeline --customers 
 One embedded broker, one run, two measurements on the same input:
 
 - baseline: a plain aiokafka consumer -> json.loads -> producer loop, in this process;
+- bare Faust: an agent that only decodes and forwards (tests/benchmarks/bare_faust.py),
+  in its own process and timed the same way: the framework's floor;
 - pipeline: one `clarion worker` process (event clock, sandbox channel), from
   the moment it reports ready to the moment every input offset is committed.
 
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -26,9 +31,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import topics
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, die_with_parent, free_port
 from streams.demo import demo_settings, start_worker, stop_worker
-from streams.settings import Settings
+from tests.benchmarks import bare_faust as bare_faust_app
 
 
 def events(customers: int) -> list[tuple[bytes, bytes]]:
@@ -133,11 +138,11 @@ async def baseline(bootstrap: str, source: str, sink: str, count: int) -> float:
         await producer.stop()
 
 
-def wait_ready(settings: Settings, timeout: float = 60) -> float:
+def wait_ready(port: int, timeout: float = 60) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            url = f"http://127.0.0.1:{settings.web_port}/ready"
+            url = f"http://127.0.0.1:{port}/ready"
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return time.perf_counter()
@@ -147,18 +152,39 @@ def wait_ready(settings: Settings, timeout: float = 60) -> float:
     raise TimeoutError("the worker never became ready")
 
 
-def wait_taken(settings: Settings, source: str, worker: subprocess.Popen[bytes]) -> None:
-    """Until the worker has committed every message on `source` (or died)."""
+def wait_taken(bootstrap: str, group: str, source: str, worker: subprocess.Popen[bytes]) -> None:
+    """Until the consumer group has committed every message on `source` (or its process died)."""
     asyncio.run(
         topics.wait_until_consumed(
-            settings.kafka_bootstrap,
-            settings.app_id,
+            bootstrap,
+            group,
             [source],
             timeout=1800,
             poll=0.1,
             alive=lambda: worker.poll() is None,
         )
     )
+
+
+def bare_faust(bootstrap: str, source: str, work: Path) -> float:
+    """Seconds for the bare Faust agent to take every message on `source`, from its /ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "tests.benchmarks.bare_faust", bootstrap, source]
+    command += ["bare-sink", str(port), str(work / "bare-data")]
+    with (work / "bare.log").open("wb") as log:
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=functools.partial(die_with_parent, signal.SIGKILL),
+        )
+        try:
+            ready = wait_ready(port)
+            wait_taken(bootstrap, bare_faust_app.APP_ID, source, proc)
+            return time.perf_counter() - ready
+        finally:
+            stop_worker(proc)
 
 
 def main() -> None:
@@ -175,20 +201,23 @@ def main() -> None:
         asyncio.run(produce(broker.bootstrap, source, messages))
 
         raw = asyncio.run(baseline(broker.bootstrap, source, "raw-sink", len(messages)))
+        floor = bare_faust(broker.bootstrap, source, work)
 
         with (work / "worker.log").open("wb") as log:
             worker = start_worker(settings, log)  # type: ignore[arg-type]
             try:
-                ready = wait_ready(settings)
-                wait_taken(settings, source, worker)
+                ready = wait_ready(settings.web_port)
+                wait_taken(broker.bootstrap, settings.app_id, source, worker)
                 ours = time.perf_counter() - ready
             finally:
                 stop_worker(worker)
     n = len(messages)
     print(f"events                      {n:>10,}  ({args.customers:,} customers)")
     print(f"raw aiokafka loop           {n / raw:>10,.0f} events/s")
+    print(f"bare Faust agent            {n / floor:>10,.0f} events/s  (decode and forward only)")
     print(f"clarion worker (intake)     {n / ours:>10,.0f} events/s")
-    print(f"ratio                       {ours / raw:>10.1f}x slower than raw (target: 4x or less)")
+    print(f"bare Faust against raw      {floor / raw:>10.1f}x slower")
+    print(f"clarion worker against raw  {ours / raw:>10.1f}x slower (target: 4x or less)")
 
 
 if __name__ == "__main__":
