@@ -117,7 +117,7 @@ def main() -> None:
             worker = start_worker(settings, log)  # type: ignore[arg-type]
             try:
                 wait_ready(settings.web_port)
-                wait_taken(settings.kafka_bootstrap, settings.app_id, source, worker)
+                wait_taken(settings.kafka_bootstrap, settings.app_id, [source], worker)
                 outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
                 asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
             finally:
