@@ -1,13 +1,15 @@
 """Pipeline throughput: events per second through one worker, against a raw aiokafka loop.
 
 Run: `make bench-pipeline` (or `python -m tests.benchmarks.pipeline --customers 5000`).
-One embedded broker, one run, two measurements on the same input:
+One embedded broker, one run, three measurements on the same input:
 
 - baseline: a plain aiokafka consumer -> json.loads -> producer loop, in this process;
 - bare Faust: an agent that only decodes and forwards (tests/benchmarks/bare_faust.py),
   in its own process and timed the same way: the framework's floor;
-- pipeline: one `clarion worker` process (event clock, sandbox channel), from
-  the moment it reports ready to the moment every input offset is committed.
+- pipeline: one `clarion worker` process (event clock, sandbox channel with the
+  providers' rate limits lifted), from the moment it reports ready to the
+  moment every input offset is committed; and on to the moment its requests
+  are sent and their receipts taken ("drained").
 
 Each customer gets a profile, a preference and a missed payment (the stories'
 most common shapes), so a third of the events open a case and send two
