@@ -6,10 +6,11 @@ opening or a quiet period ending). So the earliest allowed instant is found by
 checking `at` and those boundaries in time order: computed, not polled.
 
 Both answers depend only on the minute `at` falls in: windows and quiet hours
-are whole local minutes, and every zone's offset today is a whole number of
-minutes. Customers in one zone share that minute's answer, so `next_allowed`
-keeps it (`_ANSWERS`, bounded). That is memoising a pure function: the engine
-stays deterministic, whatever the cache holds.
+are whole local minutes, and every zone's offset since 1972 (when Liberia left
+-0:44:30) is a whole number of minutes. Customers in one zone share that
+minute's answer, so `next_allowed` keeps it (`_ANSWERS`, bounded). That is
+memoising a pure function: the engine stays deterministic, whatever the cache
+holds.
 """
 
 from __future__ import annotations
@@ -37,14 +38,18 @@ _MISSING = object()
 _ANSWERS: dict[tuple[object, ...], datetime | bool | None] = {}
 _ANSWERS_MAX = 100_000
 """Distinct (minute, zones, window, quiet hours) answers kept; then the cache starts over."""
+_WHOLE_MINUTES_SINCE = 1973
+"""From this year on, every zone's UTC offset is whole minutes: a minute's answer is exact."""
 
 
 def next_allowed(
     at: datetime, zones: list[str], window: Window, quiet: QuietHours | None
 ) -> datetime | None:
     """The earliest instant at or after `at` allowed in every zone; None if none in 15 days."""
+    if at.year < _WHOLE_MINUTES_SINCE:
+        return _search(at, zones, window, quiet)
     key = (
-        int(at.timestamp()) // 60,
+        int(at.timestamp() // 60),
         tuple(zones),
         window.start,
         window.end,
@@ -57,7 +62,7 @@ def next_allowed(
         found = _search(at, zones, window, quiet)
         if len(_ANSWERS) >= _ANSWERS_MAX:
             _ANSWERS.clear()
-        _ANSWERS[key] = True if found == at else found
+        _ANSWERS[key] = True if found is at else found
     if found is True:
         return at  # allowed in `at`'s minute: `at` itself is the answer
     assert found is None or isinstance(found, datetime)

@@ -124,3 +124,13 @@ def test_a_kept_answer_comes_back_in_the_callers_zone() -> None:
     assert in_utc == in_chicago
     assert in_utc is not None and in_utc.tzinfo is UTC
     assert in_chicago is not None and in_chicago.tzinfo is chicago
+
+
+def test_before_1973_every_instant_is_searched() -> None:
+    """Liberia's offset was -0:44:30 until 1972: one UTC minute held two different answers."""
+    zones = ["Africa/Monrovia"]
+    opens = utc(1971, 6, 1, 8, 44, 30)  # 08:00:00 in Monrovia
+    assert next_allowed(utc(1971, 6, 1, 8, 44, 40), zones, DAILY, None) == utc(
+        1971, 6, 1, 8, 44, 40
+    )
+    assert next_allowed(utc(1971, 6, 1, 8, 44, 10), zones, DAILY, None) == opens
