@@ -21,9 +21,10 @@ class _Frozen(BaseModel):
 
 
 # The small records below are slotted dataclasses, not models: the engine makes
-# several of them per input, and one costs a fifth of a frozen model's
-# validation. Pydantic still validates them (and forbids unknown keys) when a
-# stored state is read back, because `CustomerState` is a model.
+# several of them per input, and one costs about half what a frozen model's
+# validation does (1 µs against 1.7-2.0). Pydantic still validates them (and
+# forbids unknown keys) when a stored state is read back, because
+# `CustomerState` is a model.
 _RECORD = with_config(ConfigDict(extra="forbid"))
 
 
