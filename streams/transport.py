@@ -8,7 +8,8 @@ hop between agents was 0.4 to 1.5 s late: p50 376 ms at 1500 ms against 4 ms at
 leaves it unset and keeps Faust's value.
 
 **Restarts lost messages** (the crash test's "stall", put down to Tansu until
-stop 11). Faults 1 and 2 are Faust 0.15.3's and would hit Kafka too; 3 is Tansu's:
+stop 11). Faults 1, 2 and 4 are Faust 0.15.3's and aiokafka's and would hit
+Kafka too; 3 is Tansu's:
 
 1. After recovering its tables, Faust resumes the stream partitions, then reads
    the committed offsets one partition at a time (`perform_seek`), then resumes
@@ -28,16 +29,28 @@ stop 11). Faults 1 and 2 are Faust 0.15.3's and would hit Kafka too; 3 is Tansu'
    and a restarted worker sent those messages again. The highwaters here are
    read past the reported end (`streams.topics.read_past`).
 
+4. (The take-over test's flake, stop 12.) Faust drops records it has fetched
+   when a rebalance begins mid-batch (its generation changes, or the flow
+   stops), after aiokafka's positions have moved past them. The seek back to
+   the committed offsets is what brings them back, but aiokafka's
+   `seek_to_committed` skips a partition whose committed offset is None or 0.
+   A partition that had never committed lost its first messages for good: in
+   the failed take-over runs, the clock message on each of the surviving
+   worker's own `timer-ticks` partitions, so their timers never fired. Here
+   such stream partitions go back to the beginning, as `earliest` says
+   (`rewind_uncommitted`).
+
 Before: the crash test failed 4 runs in 4 with the outbox short by hundreds of
 messages. After: see docs/operations.md, "Restarts".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, TransportT
@@ -80,8 +93,33 @@ class _Consumer(driver.Consumer):
             super().resume_partitions(held & ensure_TPset(self.assignment()))
 
 
+async def rewind_uncommitted(
+    consumer: AIOKafkaConsumer, skip: Callable[[TopicPartition], bool]
+) -> Mapping[TopicPartition, int | None]:
+    """Seek every assigned partition to its committed offset, and to the beginning when none.
+
+    aiokafka's `seek_to_committed` leaves a partition alone when its committed
+    offset is None or 0, wherever its position has got to (fault 4). `skip`
+    names the partitions that are not the group's to seek (table changelogs,
+    which recovery positions itself).
+    """
+    committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
+    unread = [tp for tp, offset in committed.items() if not offset and not skip(tp)]
+    if unread:
+        await consumer.seek_to_beginning(*unread)
+    return committed
+
+
 def _transport(wait_ms: int | None) -> type[driver.Transport]:
     class ConsumerThread(driver.AIOKafkaConsumerThread):
+        async def seek_to_committed(self) -> Mapping[TP, int]:
+            """Stream partitions never committed go back to the start (fault 4, module doc)."""
+            if self.app.conf.consumer_auto_offset_reset != "earliest":
+                return await super().seek_to_committed()
+            consumer = self._ensure_consumer()
+            changelog = self.consumer._is_changelog_tp
+            return await self.call_thread(rewind_uncommitted, consumer, changelog)
+
         async def _highwaters(self, partitions: list[TP]) -> Any:
             """Recovery reads a changelog up to here: the real end (fault 3 in the module doc)."""
             reported = await super()._highwaters(partitions)

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import EmbeddedBroker, metadata_ok
 from streams.topics import read_past
+from streams.transport import rewind_uncommitted
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +120,57 @@ def test_end_offsets_are_read_past_a_short_list_offsets_answer(broker: EmbeddedB
     reported, ends = asyncio.run(run())
     assert ends == 20
     assert reported <= 20  # 11 on Tansu 0.6, 20 on Kafka: either way the records decide
+
+
+def test_a_partition_never_committed_is_rewound_by_the_seek_back(broker: EmbeddedBroker) -> None:
+    """aiokafka's seek to the committed offsets skips a partition with none; ours rewinds it.
+
+    Faust drops records a rebalance interrupts, and relies on that seek to read
+    them again: a partition that had never committed lost them (the take-over flake).
+    """
+    fresh, kept = TopicPartition("rewind", 0), TopicPartition("rewind", 1)
+
+    async def run() -> dict[str, int]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            for n in range(3):
+                for tp in (fresh, kept):
+                    await producer.send(tp.topic, f"m{n}".encode(), partition=tp.partition)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker.bootstrap,
+            group_id="rewind-group",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            consumer.assign([fresh, kept])
+            taken = 0
+            while taken < 6:  # read everything: both positions move to 3
+                batch = await consumer.getmany(timeout_ms=1000)
+                taken += sum(len(records) for records in batch.values())
+            await consumer.commit({kept: 2})
+            await consumer.seek_to_committed()
+            found = {"aiokafka, never committed": await consumer.position(fresh)}
+            found["aiokafka, committed 2"] = await consumer.position(kept)
+            await consumer.getmany(timeout_ms=500)  # positions back at 3
+            await rewind_uncommitted(consumer, skip=lambda tp: tp == fresh)
+            found["ours, skipped"] = await consumer.position(fresh)
+            await rewind_uncommitted(consumer, skip=lambda tp: False)
+            found["ours, never committed"] = await consumer.position(fresh)
+            found["ours, committed 2"] = await consumer.position(kept)
+            return found
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(run()) == {
+        "aiokafka, never committed": 3,  # the fault: three unread records skipped
+        "aiokafka, committed 2": 2,
+        "ours, skipped": 3,  # as a table's changelog is: recovery positions it
+        "ours, never committed": 0,
+        "ours, committed 2": 2,
+    }
