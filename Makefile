@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-crash lint bench bench-engine bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness clean
+.PHONY: demo test lint bench bench-engine bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,10 +27,6 @@ demo: $(STAMP)
 
 test: $(STAMP) $(BROWSER) lint
 	$(BIN)/python -m pytest -q
-
-# The take-over test, still flaky on Tansu; not in `make test` (see docs/operations.md).
-test-crash: $(STAMP)
-	$(BIN)/python -m pytest -q -m crash
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
