@@ -100,8 +100,8 @@ async def rewind_uncommitted(
 
     aiokafka's `seek_to_committed` leaves a partition alone when its committed
     offset is None or 0, wherever its position has got to (fault 4). `skip`
-    names the partitions that are not the group's to seek (table changelogs,
-    which recovery positions itself).
+    names the partitions never to rewind: table changelogs, which the group
+    does not commit and recovery positions itself.
     """
     committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
     unread = [tp for tp, offset in committed.items() if not offset and not skip(tp)]
