@@ -83,14 +83,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def start_worker(settings: Settings, log: TextIO) -> subprocess.Popen[bytes]:
-    """A worker process that cannot outlive us: SIGKILLed by Linux if we die first.
+    """A `clarion worker` process with these settings that cannot outlive us."""
+    return start_process(
+        [sys.executable, "-m", "streams.cli", "worker"], log, settings_env(settings)
+    )
+
+
+def start_process(
+    command: list[str], log: TextIO, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A process that cannot outlive us: SIGKILLed by Linux if we die first.
 
     SIGKILL, not SIGTERM: a worker whose broker is gone can hang in shutdown
     (aiokafka #773), and at-least-once delivery makes a hard stop safe.
     """
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        env=settings_env(settings),
+        command,
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,8 +31,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import topics
-from streams.broker import EmbeddedBroker, die_with_parent, free_port
-from streams.demo import demo_settings, start_worker, stop_worker
+from streams.broker import EmbeddedBroker, free_port
+from streams.demo import demo_settings, start_process, start_worker, stop_worker
 from streams.settings import Settings
 from tests.benchmarks import bare_faust as bare_faust_app
 
@@ -188,13 +186,7 @@ def bare_faust(bootstrap: str, source: str, work: Path) -> float:
     command = [sys.executable, "-m", "tests.benchmarks.bare_faust", bootstrap, source]
     command += ["bare-sink", str(port), str(work / "bare-data")]
     with (work / "bare.log").open("wb") as log:
-        proc = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=functools.partial(die_with_parent, signal.SIGKILL),
-        )
+        proc = start_process(command, log)  # type: ignore[arg-type]
         try:
             ready = wait_ready(port)
             wait_taken(bootstrap, bare_faust_app.APP_ID, [source], proc)
