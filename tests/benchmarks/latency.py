@@ -109,7 +109,10 @@ def main() -> None:
     count = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
         settings = demo_settings(broker.bootstrap, Path(tmp), partitions=4, log_format="json")
-        settings = settings.model_copy(update={"log_level": "warning", "commit_interval_s": 2.8})
+        unpaced = {f"rate_{channel}_per_s": 100_000.0 for channel in ("sms", "voice", "email")}
+        settings = settings.model_copy(
+            update={"log_level": "warning", "commit_interval_s": 2.8, **unpaced}
+        )
         asyncio.run(topics.ensure_topics(settings))
         source = settings.topic(topics.ACCOUNT_EVENTS)
         asyncio.run(produce(broker.bootstrap, source, profiles(count)))
