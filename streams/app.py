@@ -41,7 +41,7 @@ from schemas.dead_letters import DeadLetter, RejectCode
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams import replies, topics
+from streams import replies, stored, topics
 from streams.clock import now_for
 from streams.dispatch import Attempt, Dispatcher, Sinks
 from streams.providers import build_channels
@@ -129,7 +129,8 @@ def create_app(
     retries_name = settings.topic(topics.NOTIFICATION_RETRIES)
     retries = topic(topics.NOTIFICATION_RETRIES)
 
-    customers = app.Table("customers", partitions=settings.partitions)
+    # Bytes, not dicts: streams/stored.py says why.
+    customers = app.Table("customers", partitions=settings.partitions, value_type=bytes)
     seen = app.Table("seen-event-ids", partitions=settings.partitions)
     dispatched = app.Table("dispatched-ids", partitions=settings.partitions)
     window = timedelta(hours=settings.dedupe_window_hours)
@@ -203,9 +204,10 @@ def create_app(
         # items(), not keys() and get(): RocksDB's get() looks only in the partition
         # of the event being handled, and this pass reads every partition.
         for n, (customer, value) in enumerate(customers.items()):
-            where = value.get("partition") if value else None
-            if where is not None and value.get("due") and not index.loaded(where):
-                found.setdefault(where, []).append((datetime.fromisoformat(value["due"]), customer))
+            top = stored.head(value)
+            if top is not None and top.due and not index.loaded(top.partition):
+                entry = (datetime.fromisoformat(top.due), customer)
+                found.setdefault(top.partition, []).append(entry)
             if n % 5000 == 4999:
                 await asyncio.sleep(0)
         elapsed_ms = round((time.perf_counter() - started) * 1000)

@@ -2,7 +2,8 @@
 
 The truth lives in the `customers` table: every customer's state carries its
 pending steps, and the stored value records the partition it belongs to and
-its next due instant. This module keeps only an index over it in memory, one
+its next due instant where they are read without decoding the state
+(streams/stored.py). This module keeps only an index over it in memory, one
 heap per partition, which a worker rebuilds from the table when it is assigned
 a partition (after a restart or a rebalance). A tick pops what is due: the work
 is in proportion to the steps falling due, not to the cases open.
@@ -20,7 +21,6 @@ import heapq
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 
 class TimerIndex:
@@ -57,11 +57,6 @@ class TimerIndex:
 
     def pending(self) -> int:
         return sum(len(h) for h in self._heaps.values())
-
-
-def stored(partition: int, due: datetime | None, state: dict[str, Any]) -> dict[str, Any]:
-    """The `customers` table value: the state, and what the index is rebuilt from."""
-    return {"partition": partition, "due": due.isoformat() if due else None, "state": state}
 
 
 def clock_message(now: datetime) -> bytes:

@@ -24,8 +24,8 @@ from typing import Any
 import faust
 
 from policies.state import CustomerState
+from streams import stored
 from streams.dedupe import RecentIds
-from streams.timers import stored
 
 
 class StateCache:
@@ -90,8 +90,8 @@ class Working:
         if entry is not None:
             due = entry.state.due
             return due.isoformat() if due else None
-        value = self._customers.get(customer)
-        return value.get("due") if value else None
+        found = stored.head(self._customers.get(customer))
+        return found.due if found else None
 
     def recent(self, customer: str, event: faust.EventT) -> RecentIds:
         found = self._recent.get(customer)
@@ -113,7 +113,7 @@ class Working:
             try:
                 self._enter(entry.event)
                 due = entry.state.due
-                value = stored(entry.partition, due, entry.state.model_dump(mode="json"))
+                value = stored.encode(entry.partition, due, entry.state)
                 self._customers[customer] = value
                 self._cache.put(customer, value, entry.state)
             except Exception as exc:  # reported to the caller, never swallowed
@@ -130,9 +130,7 @@ class Working:
 
     def _load(self, customer: str) -> CustomerState:
         value = self._customers.get(customer)
-        if not value:
-            return CustomerState(customer_id=customer)
-        cached = self._cache.get(customer, value)
+        cached = self._cache.get(customer, value) if value else None
         if cached is not None:
             return cached
-        return CustomerState.model_validate(value["state"])
+        return stored.state(value) or CustomerState(customer_id=customer)

@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from policies.state import CustomerState
+from streams import stored
 
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 """What a customer id looks like in a URL (the producers' ids: letters, digits, . _ : -)."""
@@ -27,10 +28,7 @@ ReadState = Callable[[str], CustomerState | None]
 
 def state_reader(customers: Any) -> ReadState:
     def read(customer_id: str) -> CustomerState | None:
-        value = customers.get(customer_id)
-        if not value or not value.get("state"):
-            return None
-        return CustomerState.model_validate(value["state"])
+        return stored.state(customers.get(customer_id))
 
     return read
 

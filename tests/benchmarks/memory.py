@@ -30,12 +30,11 @@ from policies.engine import decide
 from policies.loader import load_directory
 from policies.state import CustomerState
 from schemas.events import event_from_dict
-from streams import topics
+from streams import stored, topics
 from streams.app import EXAMPLE_POLICIES
 from streams.broker import EmbeddedBroker
 from streams.demo import advance_clock, demo_settings, start_worker, stop_worker
 from streams.settings import Settings
-from streams.timers import stored
 from tests.benchmarks.pipeline import wait_ready
 
 TEMPLATE_CUSTOMER, TEMPLATE_ACCOUNT = "C-TEMPLATE", "A-TEMPLATE"
@@ -68,7 +67,7 @@ def template_state() -> str:
         event = event_from_dict({**raw, "account_id": account, "data": data})
         state = decide(state, event, at, policy).state
     assert len(state.cases) == 1 and state.due is not None
-    return json.dumps(stored(0, state.due, state.model_dump(mode="json")), separators=(",", ":"))
+    return stored.encode(0, state.due, state).decode()
 
 
 async def write_changelog(settings: Settings, cases: int) -> int:

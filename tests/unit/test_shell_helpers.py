@@ -12,6 +12,7 @@ import structlog
 
 from channels.sandbox import read_outbox
 from channels.templates import RenderError, TemplateMissing, Templates
+from policies.state import CustomerState
 from schemas.notifications import NotificationRequest
 from streams.dedupe import RecentIds
 from streams.logging import configure, mask
@@ -147,7 +148,6 @@ def test_an_email_html_part_is_its_own_template_in_the_same_language() -> None:
 def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
     from typing import Any
 
-    from policies.state import CustomerState
     from streams.working import StateCache, Working
 
     class Refusing(dict[str, Any]):
@@ -177,3 +177,53 @@ def test_the_outbox_reader_skips_a_line_still_being_written(tmp_path: Path) -> N
     with outbox.open("a") as fh:
         fh.write('nel": "sms"}\n')
     assert [m["notification_id"] for m in read_outbox(outbox)] == ["ntf-1", "ntf-2"]
+
+
+def test_a_stored_state_reads_back_and_its_head_reads_without_the_state() -> None:
+    from policies.engine import decide
+    from policies.loader import load_directory
+    from schemas.events import event_from_dict
+    from streams import stored
+
+    at = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    raw = {
+        "event_id": "e-1",
+        "type": "payment.missed",
+        "customer_id": "C-1",
+        "account_id": "A-1",
+        "occurred_at": at.isoformat(),
+        "schema_version": 1,
+        "source": "test",
+        "data": {
+            "amount_due": "120.00",
+            "currency": "USD",
+            "due_date": "2026-11-15",
+            "days_past_due": 5,
+        },
+    }
+    state = decide(
+        CustomerState(customer_id="C-1"), event_from_dict(raw), at, load_directory(POLICIES)
+    ).state
+    assert state.due is not None
+    value = stored.encode(3, state.due, state)
+
+    assert stored.state(value) == state
+    assert stored.head(value) == stored.Head(3, state.due.isoformat())
+    assert json.loads(value)["partition"] == 3, "still one JSON object a person can read"
+    # The head is read without the state: a value whose state is garbage still has one.
+    broken = value[: value.index(b'"state":') + 8] + b"not json}"
+    assert stored.head(broken) == stored.Head(3, state.due.isoformat())
+
+    idle = stored.encode(0, None, CustomerState(customer_id="C-2"))
+    assert stored.head(idle) == stored.Head(0, None)
+
+
+def test_a_value_faust_wrote_before_the_codec_still_reads() -> None:
+    from streams import stored
+
+    state = CustomerState(customer_id="C-OLD")
+    older = json.dumps({"partition": 2, "due": None, "state": state.model_dump(mode="json")})
+    assert stored.head(older.encode()) == stored.Head(2, None)
+    assert stored.state(older.encode()) == state
+    for nothing in (None, b"null", b"", b"{}", {"state": {}}):
+        assert stored.head(nothing) is None and stored.state(nothing) is None
