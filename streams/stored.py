@@ -3,8 +3,8 @@
 The table holds bytes (Faust's raw serializer), not decoded dicts. Three costs
 fell with that, each measured in docs/performance.md: Faust no longer runs a
 JSON encoder over a dict the state was first dumped into (pydantic writes the
-bytes in one pass); the memory store keeps about 1.8 kB a customer instead of
-the dicts' 11 kB; and recovery no longer decodes every changelog record.
+bytes in one pass); the memory store keeps about 2 kB a customer instead of
+the dicts' 11.5 kB; and recovery no longer decodes every changelog record.
 
 The value is still one JSON object, so a person or a tool can read the
 changelog: ``{"partition":P,"due":"ISO"|null,"state":{...}}``. Its head is
