@@ -44,7 +44,7 @@ bench-dispatch: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.dispatch
 
 bench-latency: $(STAMP)
-	$(BIN)/python -m tests.benchmarks.latency --rate $(or $(RATE),1000)
+	$(BIN)/python -m tests.benchmarks.latency --rate $(or $(RATE),1000) $(if $(APART),--apart)
 
 bench-memory: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.memory --cases $(or $(CASES),100000) --store memory rocksdb

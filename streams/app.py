@@ -13,6 +13,13 @@ message and it would be gone. What cannot be processed goes to `dead-letters`.
 - `dispatch`: `notifications-outbound` -> render -> channel -> `decisions`
   (streams/dispatch.py); `retry` brings back, when due, what a provider
   could not take yet (`notification-retries`).
+
+One process runs both sides (`CLARION_ROLE=all`, the default), or each runs
+apart: `intake` (the engine, its timers, the API and the preference page) and
+`dispatch` (the providers, their webhooks and the SMS replies), each in its own
+consumer group, so each can have its own cores and be scaled on its own. The
+tables' changelogs are named after `CLARION_APP_ID` in every role, so a
+deployment can move between the two layouts and keep its state.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import asyncio
 import time
 import traceback
 import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,16 +84,9 @@ def create_app(
     settings: Settings, policy: PolicySet | None = None, channel: Channel | None = None
 ) -> faust.App:
     policy = policy or load_directory(policies_dir(settings))
-    folder = templates_dir(policies_dir(settings), settings.templates_dir)
-    templates = Templates(folder, policy.default_locale)
-    channels = (
-        ChannelRouter({"sms": channel, "email": channel, "voice": channel})
-        if channel is not None
-        else build_channels(settings)
-    )
-
     app = ClarionApp(
-        settings.app_id,
+        settings.group(),
+        changelog_prefix=settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=settings.store,
@@ -113,28 +115,7 @@ def create_app(
             partitions=settings.partitions,
         )
 
-    ticks_name = settings.topic(topics.TIMER_TICKS)
-    receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
-    inputs = app.topic(
-        *(settings.topic(n) for n in topics.INPUTS),
-        ticks_name,
-        receipts_name,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
-    outbound = topic(topics.NOTIFICATIONS_OUTBOUND)
     dead_letters = topic(topics.DEAD_LETTERS)
-    ticks = topic(topics.TIMER_TICKS)
-    retries_name = settings.topic(topics.NOTIFICATION_RETRIES)
-    retries = topic(topics.NOTIFICATION_RETRIES)
-
-    # Bytes, not dicts: streams/stored.py says why.
-    customers = app.Table("customers", partitions=settings.partitions, value_type=bytes)
-    seen = app.Table("seen-event-ids", partitions=settings.partitions)
-    dispatched = app.Table("dispatched-ids", partitions=settings.partitions)
-    window = timedelta(hours=settings.dedupe_window_hours)
-    index = TimerIndex()
 
     async def dead_letter(event: faust.EventT, code: RejectCode, reason: str) -> None:
         msg = event.message
@@ -160,7 +141,6 @@ def create_app(
 
     decisions_name = settings.topic(topics.DECISIONS)
     agent_tasks_name = settings.topic(topics.AGENT_TASKS)
-    outbound_name = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
 
     async def produce(topic_name: str, key: bytes, value: bytes) -> None:
         """Straight to the producer: `Topic.send`'s per-message machinery cost more than
@@ -172,6 +152,68 @@ def create_app(
         await produce(decisions_name, decision.customer_id.encode(), value)
         if decision.action == "handoff":
             await produce(agent_tasks_name, decision.customer_id.encode(), value)
+
+    shell = _Shell(settings, policy, topic, produce, record, dead_letter)
+    pending = _install_intake(app, shell) if settings.role != "dispatch" else None
+    if settings.role != "intake":
+        _install_dispatch(app, shell, channel)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        """Liveness: the worker's event loop answers."""
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        """Readiness: tables recovered and no rebalance in progress; 503 until then."""
+        recovered = app.tables.recovery.completed.is_set()
+        state = {
+            "ready": recovered and not app.rebalancing,
+            "recovered": recovered,
+            "rebalancing": app.rebalancing,
+            "pending_timers": pending() if pending else 0,
+        }
+        return web.json(state, status=200 if state["ready"] else 503)
+
+    return app
+
+
+@dataclass(frozen=True, slots=True)
+class _Shell:
+    """What both roles' agents use: the settings, the policy, and the ways out."""
+
+    settings: Settings
+    policy: PolicySet
+    topic: Callable[[str], faust.TopicT]
+    produce: Callable[[str, bytes, bytes], Awaitable[None]]
+    record: Callable[[Decision], Awaitable[None]]
+    dead_letter: Callable[[faust.EventT, RejectCode, str], Awaitable[None]]
+
+
+def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
+    """The engine's side: inputs, timers, the API and the preference page.
+
+    Returns how many timers this worker holds, for `/ready`.
+    """
+    settings, policy, topic = shell.settings, shell.policy, shell.topic
+    produce, record, dead_letter = shell.produce, shell.record, shell.dead_letter
+    ticks_name = settings.topic(topics.TIMER_TICKS)
+    receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
+    outbound_name = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+    inputs = app.topic(
+        *(settings.topic(n) for n in topics.INPUTS),
+        ticks_name,
+        receipts_name,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    ticks = topic(topics.TIMER_TICKS)
+    # Bytes, not dicts: streams/stored.py says why.
+    customers = app.Table("customers", partitions=settings.partitions, value_type=bytes)
+    seen = app.Table("seen-event-ids", partitions=settings.partitions)
+    window = timedelta(hours=settings.dedupe_window_hours)
+    index = TimerIndex()
 
     async def apply(
         work: Working, customer: str, event: faust.EventT, item: Input, now: datetime
@@ -247,23 +289,6 @@ def create_app(
                 if tp.topic == ticks_name:
                     await ticks.send(value=now, partition=tp.partition)
 
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        """Liveness: the worker's event loop answers."""
-        return web.json({"status": "ok"})
-
-    @app.page("/ready")
-    async def ready(web: Any, request: Any) -> Any:
-        """Readiness: tables recovered and no rebalance in progress; 503 until then."""
-        recovered = app.tables.recovery.completed.is_set()
-        state = {
-            "ready": recovered and not app.rebalancing,
-            "recovered": recovered,
-            "rebalancing": app.rebalancing,
-            "pending_timers": index.pending(),
-        }
-        return web.json(state, status=200 if state["ready"] else 503)
-
     cache = StateCache(settings.state_cache_size)
 
     @app.agent(inputs, name="intake", concurrency=1)
@@ -323,6 +348,28 @@ def create_app(
         await apply(work, cid, event, checked, now)
         recent.add(checked.event_id, datetime.now(UTC))
 
+    api.install(app, settings, policy, produce, customers)
+    page.install(app, settings, policy, produce, customers)
+    return index.pending
+
+
+def _install_dispatch(app: faust.App, shell: _Shell, channel: Channel | None) -> None:
+    """The providers' side: requests out, retries, their webhooks, and SMS replies."""
+    settings, topic, produce = shell.settings, shell.topic, shell.produce
+    record, dead_letter = shell.record, shell.dead_letter
+    folder = templates_dir(policies_dir(settings), settings.templates_dir)
+    templates = Templates(folder, shell.policy.default_locale)
+    channels = (
+        ChannelRouter({"sms": channel, "email": channel, "voice": channel})
+        if channel is not None
+        else build_channels(settings)
+    )
+    outbound = topic(topics.NOTIFICATIONS_OUTBOUND)
+    retries_name = settings.topic(topics.NOTIFICATION_RETRIES)
+    retries = topic(topics.NOTIFICATION_RETRIES)
+    receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
+    dispatched = app.Table("dispatched-ids", partitions=settings.partitions)
+
     async def send_retry(item: Attempt) -> None:
         await produce(retries_name, item.request.customer_id.encode(), item.to_json())
 
@@ -330,8 +377,6 @@ def create_app(
         value = receipt.model_dump_json().encode()
         await produce(receipts_name, receipt.customer_id.encode(), value)
 
-    api.install(app, settings, policy, produce, customers)
-    page.install(app, settings, policy, produce, customers)
     mark_sms = replies.install(app, settings, produce, dead_letter, _enter)
     calls = LiveCalls()
     webhooks.install(app, settings, produce, calls, channels.channel_for("voice"))
@@ -410,8 +455,6 @@ def create_app(
     class _CloseChannels(faust.Service):
         async def on_stop(self) -> None:
             await channels.close()
-
-    return app
 
 
 def _enter(event: faust.EventT) -> None:

@@ -15,7 +15,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clarion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("worker", help="run a worker against CLARION_KAFKA_BOOTSTRAP")
+    worker = sub.add_parser("worker", help="run a worker against CLARION_KAFKA_BOOTSTRAP")
+    worker.add_argument(
+        "--role",
+        choices=("all", "intake", "dispatch"),
+        help="all (default, or CLARION_ROLE): one process; intake and dispatch run apart",
+    )
 
     demo = sub.add_parser(
         "demo", help="run the pipeline on an embedded broker and print a timeline"
@@ -59,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             from streams.worker import run_worker
 
-            run_worker(Settings.from_env())
+            run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
             return 0
         if args.command == "demo":
             from streams.demo import DEMO_DIR, DemoError, run_demo

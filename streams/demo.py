@@ -140,23 +140,27 @@ def read_lines(path: Path) -> list[str]:
 
 
 async def settle(
-    settings: Settings, timeout: float, alive: Callable[[], bool]
+    settings: Settings, timeout: float, alive: Callable[[], bool], apart: bool = False
 ) -> tuple[list[Decision], list[DeadLetter]]:
-    """Wait until the worker has handled everything produced so far; return the ledger.
+    """Wait until the workers have handled everything produced so far; return the ledger.
 
     Intake commits its inputs after it produced their notifications, so once the
     inputs are committed the outbound topic holds all it ever will for them; then
     the outbound topic itself is waited for, and the retry topic, where the
-    dispatcher parks a send its rate limit would hold.
+    dispatcher parks a send its rate limit would hold. `apart`: intake and
+    dispatch run as separate roles, each in its own consumer group.
     """
     bootstrap = settings.kafka_bootstrap
     inputs = [settings.topic(t) for t in (*topics.INPUTS, topics.TIMER_TICKS)]
     outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
     parked = settings.topic(topics.NOTIFICATION_RETRIES)
-    for group in (inputs, [*inputs, outbound, parked]):
-        await topics.wait_until_consumed(
-            bootstrap, settings.app_id, group, timeout=timeout, alive=alive
-        )
+    dispatch_group = settings.group("dispatch") if apart else settings.app_id
+    for group, wanted in (
+        (settings.app_id, inputs),
+        (dispatch_group, [outbound, parked]),
+        (settings.app_id, inputs),
+    ):
+        await topics.wait_until_consumed(bootstrap, group, wanted, timeout=timeout, alive=alive)
     decisions = [
         Decision.model_validate_json(v)
         for _, v in await topics.read_all(bootstrap, settings.topic(topics.DECISIONS))

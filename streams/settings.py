@@ -27,6 +27,11 @@ class Settings(BaseModel):
         default="127.0.0.1:9092", description="host:port[,host:port...] of any Kafka cluster"
     )
     app_id: str = Field(default="clarion", pattern=r"^[A-Za-z0-9._-]+$")
+    role: Literal["all", "intake", "dispatch"] = Field(
+        default="all",
+        description="all: one process does everything; intake (the engine, the API and "
+        "the preference page) and dispatch (the providers and their webhooks) run apart",
+    )
     topic_prefix: str = Field(default="clarion.", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=8, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
@@ -182,6 +187,16 @@ class Settings(BaseModel):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def group(self, role: Literal["intake", "dispatch"] | None = None) -> str:
+        """The consumer group of a role: intake's is the app id, as for `all`.
+
+        Roles are separate groups because Faust assigns every topic of a group to
+        every member; an intake worker would be given partitions of
+        `notifications-outbound` it never reads.
+        """
+        role = role or ("dispatch" if self.role == "dispatch" else "intake")
+        return self.app_id if role == "intake" else f"{self.app_id}-dispatch"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -59,13 +59,33 @@ from streams.topics import read_past
 
 
 class ClarionApp(faust.App):
-    def __init__(self, *args: Any, fetch_max_wait_ms: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        fetch_max_wait_ms: int | None = None,
+        changelog_prefix: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._fetch_max_wait_ms = fetch_max_wait_ms
-        super().__init__(*args, **kwargs)
+        self.changelog_prefix = changelog_prefix
+        super().__init__(*args, Table=ClarionTable, **kwargs)
 
     def _new_transport(self) -> TransportT:
         transport = _transport(self._fetch_max_wait_ms)
         return transport(self.conf.broker_consumer, self)  # type: ignore[call-arg]
+
+
+class ClarionTable(faust.Table):  # type: ignore[misc]
+    """A table whose changelog is named after the deployment, whatever the process's role.
+
+    Faust names it after the app id, which is the consumer group. The dispatch
+    role is a group of its own, and its tables must keep their changelogs when a
+    deployment moves from one `all` process to separate roles.
+    """
+
+    def _changelog_topic_name(self) -> str:
+        prefix = getattr(self.app, "changelog_prefix", None) or self.app.conf.id
+        return f"{prefix}-{self.name}-changelog"
 
 
 class _Consumer(driver.Consumer):

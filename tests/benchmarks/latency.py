@@ -1,8 +1,9 @@
 """Latency: from producing an event to its notification request on `notifications-outbound`.
 
 Run: `make bench-latency` (or `python -m tests.benchmarks.latency --rate 1000`).
-One embedded broker and one `clarion worker`. First every customer gets a
-profile, and the benchmark waits until the worker has taken them all. Then
+One embedded broker and one `clarion worker` (with `--apart`, an intake and a
+dispatch worker: the roles as two processes). First every customer gets a
+profile, and the benchmark waits until intake has taken them all. Then
 `transaction.large` events go out at a steady rate, one per customer, each on
 a fresh account. Their first step is an immediate SMS (fraud ignores contact
 windows). A consumer on `notifications-outbound` matches each request to its
@@ -17,13 +18,14 @@ import asyncio
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from statistics import quantiles
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import topics
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
 from streams.demo import demo_settings, start_worker, stop_worker
 from tests.benchmarks.pipeline import _msg, produce, wait_ready, wait_taken
 
@@ -105,6 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--apart", action="store_true", help="intake and dispatch as two processes (roles)"
+    )
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
@@ -116,15 +121,24 @@ def main() -> None:
         asyncio.run(topics.ensure_topics(settings))
         source = settings.topic(topics.ACCOUNT_EVENTS)
         asyncio.run(produce(broker.bootstrap, source, profiles(count)))
-        with (Path(tmp) / "worker.log").open("wb") as log:
-            worker = start_worker(settings, log)  # type: ignore[arg-type]
-            try:
-                wait_ready(settings.web_port)
-                wait_taken(settings.kafka_bootstrap, settings.app_id, [source], worker)
-                outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
-                asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
-            finally:
-                stop_worker(worker)
+        roles = [settings]
+        if args.apart:
+            dispatch = {"role": "dispatch", "web_port": free_port(), "data_dir": Path(tmp) / "d"}
+            roles = [
+                settings.model_copy(update={"role": "intake"}),
+                settings.model_copy(update=dispatch),
+            ]
+        with ExitStack() as running:
+            workers = []
+            for role in roles:
+                log = running.enter_context((Path(tmp) / f"{role.role}.log").open("wb"))
+                workers.append(start_worker(role, log))  # type: ignore[arg-type]
+                running.callback(stop_worker, workers[-1])
+            for role in roles:
+                wait_ready(role.web_port)
+            wait_taken(settings.kafka_bootstrap, settings.app_id, [source], workers[0])
+            outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+            asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,23 @@ def test_worker_names_a_bad_setting() -> None:
     assert "CLARION_PARTITIONS" in result.stderr
 
 
+def test_worker_names_a_bad_role() -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    for argv, says in (
+        (["--role", "both"], "invalid choice: 'both'"),
+        ([], "CLARION_ROLE"),  # the variable, as any setting
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "worker", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "CLARION_ROLE": "both"},
+        )
+        assert result.returncode == 2 and says in result.stderr, result.stderr
+
+
 def test_policy_check_strict_fails_on_a_compliance_warning(tmp_path: Path) -> None:
     shutil.copytree(POLICIES, tmp_path / "p")
     path = tmp_path / "p" / "00-guards.yaml"

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from channels.sandbox import read_outbox
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
 from streams import topics
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
 from streams.demo import demo_settings, settle, start_worker, stop_worker
 from streams.settings import Settings
 from tests import samples
@@ -102,17 +102,68 @@ async def produce(settings: Settings, messages: list[tuple[bytes | None, bytes]]
 
 
 def test_stories_and_malformed_messages(settings: Settings, worker: object) -> None:
+    alive = worker.poll  # type: ignore[attr-defined]
+    decisions, letters = asyncio.run(settle_after(settings, lambda: alive() is None, mixed()))
+    check_stories(settings, decisions, letters)
+
+
+def test_intake_and_dispatch_apart_give_the_same_answer(settings: Settings, tmp_path: Path) -> None:
+    """The two roles as separate processes, each in its own consumer group."""
+    asyncio.run(topics.ensure_topics(settings))
+    intake = settings.model_copy(update={"role": "intake"})
+    dispatch = settings.model_copy(
+        update={"role": "dispatch", "web_port": free_port(), "data_dir": tmp_path / "dispatch"}
+    )
+    with (
+        (tmp_path / "intake.log").open("wb") as intake_log,
+        (tmp_path / "dispatch.log").open("wb") as dispatch_log,
+    ):
+        procs = [start_worker(intake, intake_log), start_worker(dispatch, dispatch_log)]  # type: ignore[arg-type]
+        try:
+            decisions, letters = asyncio.run(
+                settle_after(
+                    settings, lambda: all(p.poll() is None for p in procs), mixed(), apart=True
+                )
+            )
+        finally:
+            for proc in procs:
+                stop_worker(proc)
+    check_stories(settings, decisions, letters)
+    # Each role is its own group: dispatch read all the requests and no input; intake the
+    # inputs and no request.
+    bootstrap = settings.kafka_bootstrap
+    requests = asyncio.run(
+        topics.end_offsets(bootstrap, [settings.topic(topics.NOTIFICATIONS_OUTBOUND)])
+    )
+    inputs = asyncio.run(topics.end_offsets(bootstrap, [settings.topic(topics.ACCOUNT_EVENTS)]))
+    assert (
+        asyncio.run(topics.committed(bootstrap, settings.group("dispatch"), requests)) == requests
+    )
+    assert asyncio.run(topics.committed(bootstrap, settings.group("intake"), inputs)) == inputs
+    assert set(
+        asyncio.run(topics.committed(bootstrap, settings.group("intake"), requests)).values()
+    ) == {0}
+    assert set(
+        asyncio.run(topics.committed(bootstrap, settings.group("dispatch"), inputs)).values()
+    ) == {0}
+
+
+def mixed() -> list[tuple[bytes | None, bytes]]:
+    """The stories with malformed messages interleaved, and one producer retry at the end."""
     stories = [line for line in STORIES.read_text().splitlines() if line.strip()]
     story_msgs = [(json.loads(line)["customer_id"].encode(), line.encode()) for line in stories]
     duplicate = story_msgs[stories.index(next(s for s in stories if '"evt-0020"' in s))]
-    mixed: list[tuple[bytes | None, bytes]] = []
-    for i, msg in enumerate(story_msgs):  # malformed messages interleaved with the valid ones
-        mixed.append(msg)
+    messages: list[tuple[bytes | None, bytes]] = []
+    for i, msg in enumerate(story_msgs):
+        messages.append(msg)
         if i < len(MALFORMED):
-            mixed.append(MALFORMED[i][:2])
-    mixed.append(duplicate)  # a producer retry: must change nothing
+            messages.append(MALFORMED[i][:2])
+    messages.append(duplicate)  # a producer retry: must change nothing
+    return messages
 
-    decisions, letters = asyncio.run(settle_after(settings, worker, mixed))
+
+def check_stories(settings: Settings, decisions: list[Decision], letters: list[DeadLetter]) -> None:
+    stories = [line for line in STORIES.read_text().splitlines() if line.strip()]
 
     # Every malformed message is in dead-letters, whole, with its reason; nothing else is.
     assert sorted(letter.code for letter in letters) == sorted(code for *_, code in MALFORMED)
@@ -154,10 +205,13 @@ def test_stories_and_malformed_messages(settings: Settings, worker: object) -> N
 
 
 async def settle_after(
-    settings: Settings, proc: object, messages: list[tuple[bytes | None, bytes]]
+    settings: Settings,
+    alive: Callable[[], bool],
+    messages: list[tuple[bytes | None, bytes]],
+    apart: bool = False,
 ) -> tuple[list[Decision], list[DeadLetter]]:
     await produce(settings, messages)
-    return await settle(settings, 60, lambda: proc.poll() is None)  # type: ignore[attr-defined]
+    return await settle(settings, 60, alive, apart)
 
 
 def test_health_and_readiness_and_no_table_page(settings: Settings, worker: object) -> None:
