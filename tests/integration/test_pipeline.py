@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from channels.sandbox import read_outbox
 from schemas.dead_letters import DeadLetter
@@ -129,6 +129,11 @@ def test_intake_and_dispatch_apart_give_the_same_answer(settings: Settings, tmp_
             for proc in procs:
                 stop_worker(proc)
     check_stories(settings, decisions, letters)
+    # The tables' changelogs are named after the app id in both roles, as with one process.
+    names = asyncio.run(topic_names(settings.kafka_bootstrap))
+    changelogs = {n for n in names if n.startswith(settings.app_id) and n.endswith("-changelog")}
+    tables = ("customers", "seen-event-ids", "dispatched-ids", "sms-numbers")
+    assert changelogs == {f"{settings.app_id}-{table}-changelog" for table in tables}
     # Each role is its own group: dispatch read all the requests and no input; intake the
     # inputs and no request.
     bootstrap = settings.kafka_bootstrap
@@ -146,6 +151,15 @@ def test_intake_and_dispatch_apart_give_the_same_answer(settings: Settings, tmp_
     assert set(
         asyncio.run(topics.committed(bootstrap, settings.group("dispatch"), inputs)).values()
     ) == {0}
+
+
+async def topic_names(bootstrap: str) -> set[str]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return set(await consumer.topics())
+    finally:
+        await consumer.stop()
 
 
 def mixed() -> list[tuple[bytes | None, bytes]]:
