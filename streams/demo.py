@@ -158,7 +158,7 @@ async def settle(
     for group, wanted in (
         (settings.app_id, inputs),
         (dispatch_group, [outbound, parked]),
-        (settings.app_id, inputs),
+        (settings.app_id, inputs),  # again: what dispatch fed back in (SMS replies)
     ):
         await topics.wait_until_consumed(bootstrap, group, wanted, timeout=timeout, alive=alive)
     decisions = [
