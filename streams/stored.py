@@ -45,14 +45,25 @@ def head(value: object) -> Head | None:
         return None
     split, ends = _marks(value)
     if ends < 0:
-        older = _older(value)
+        try:
+            older = _older(value)
+        except ValueError:
+            return None  # unreadable: no timer to index; reading its state says why
         return None if older is None else Head(int(older["partition"]), older.get("due"))
     due = value[split + len(_DUE) : ends]
-    return Head(int(value[len(_OPEN) : split]), None if due == b"null" else due[1:-1].decode())
+    try:
+        partition = int(value[len(_OPEN) : split])
+    except ValueError:
+        return None
+    return Head(partition, None if due == b"null" else due[1:-1].decode())
 
 
 def state(value: object) -> CustomerState | None:
-    """The state a stored value holds; None when it holds none."""
+    """The state a stored value holds; None when it holds none.
+
+    ValueError when the value cannot be read: the input that needed it is then
+    dead-lettered with the reason, and the customer is not silently started afresh.
+    """
     if not isinstance(value, bytes):
         return None
     _, ends = _marks(value)
@@ -73,6 +84,6 @@ def _older(value: bytes) -> dict[str, Any] | None:
     (``{"partition": 0, "due": ...}``, with spaces), so an existing changelog still reads."""
     try:
         found = json.loads(value)
-    except ValueError:
-        return None
+    except ValueError as exc:
+        raise ValueError(f"a stored customer value that is not JSON: {exc}") from None
     return found if isinstance(found, dict) and found.get("state") else None

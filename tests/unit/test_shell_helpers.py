@@ -225,5 +225,19 @@ def test_a_value_faust_wrote_before_the_codec_still_reads() -> None:
     older = json.dumps({"partition": 2, "due": None, "state": state.model_dump(mode="json")})
     assert stored.head(older.encode()) == stored.Head(2, None)
     assert stored.state(older.encode()) == state
-    for nothing in (None, b"null", b"", b"{}", {"state": {}}):
+    for nothing in (None, b"null", b"{}", b'{"state": null}', {"state": {}}):
         assert stored.head(nothing) is None and stored.state(nothing) is None
+
+
+def test_an_unreadable_stored_value_is_an_error_not_a_fresh_customer() -> None:
+    from streams import stored
+
+    for garbage in (b"", b"\xff\xfe not json", b'{"partition": 1, "due": nul'):
+        assert stored.head(garbage) is None, "the timer index skips it"
+        with pytest.raises(ValueError, match="not JSON"):
+            stored.state(garbage)
+    # The codec's own layout, damaged: the head is skipped, the state says what is wrong.
+    damaged = b'{"partition":x,"due":null,"state":{"customer_id":}'
+    assert stored.head(damaged) is None
+    with pytest.raises(ValueError, match="Invalid JSON"):
+        stored.state(damaged)
