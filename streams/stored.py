@@ -49,7 +49,12 @@ def head(value: object) -> Head | None:
             older = _older(value)
         except ValueError:
             return None  # unreadable: no timer to index; reading its state says why
-        return None if older is None else Head(int(older["partition"]), older.get("due"))
+        if older is None:
+            return None
+        where, due = older.get("partition"), older.get("due")
+        if not isinstance(where, int) or not isinstance(due, str | None):
+            return None
+        return Head(where, due)
     due = value[split + len(_DUE) : ends]
     try:
         partition = int(value[len(_OPEN) : split])

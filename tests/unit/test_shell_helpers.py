@@ -236,6 +236,9 @@ def test_an_unreadable_stored_value_is_an_error_not_a_fresh_customer() -> None:
         assert stored.head(garbage) is None, "the timer index skips it"
         with pytest.raises(ValueError, match="not JSON"):
             stored.state(garbage)
+    # The older layout without a usable partition: skipped, not a crash of the index.
+    for odd in (b'{"state": {"customer_id": "C-1"}}', b'{"partition": "1", "state": {"a": 1}}'):
+        assert stored.head(odd) is None
     # The codec's own layout, damaged: the head is skipped, the state says what is wrong.
     damaged = b'{"partition":x,"due":null,"state":{"customer_id":}'
     assert stored.head(damaged) is None
