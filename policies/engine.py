@@ -97,6 +97,8 @@ class _Run:
     def __init__(self, state: CustomerState, policy: PolicySet, now: datetime) -> None:
         self.state, self.policy, self.now = state, policy, now
         self.cases: dict[str, Case] = dict(state.cases)
+        self.owned: set[str] = set()
+        """Cases this run copied (or opened), and so may change in place."""
         self.contacts: list[Contact] = list(state.contacts)
         self.conversations: list[Conversation] = list(state.conversations)
         self.decisions: list[Decision] = []
@@ -108,7 +110,8 @@ class _Run:
     def finish(self) -> CustomerState:
         horizon = self.now - _index(self.policy).lookback
         unchanged = (
-            self.cases == self.state.cases
+            not self.owned
+            and len(self.cases) == len(self.state.cases)
             and len(self.contacts) == len(self.state.contacts)
             and len(self.conversations) == len(self.state.conversations)
             and all(c.at > horizon for c in self.contacts[:1])
@@ -145,6 +148,18 @@ class _Run:
             )
         )
 
+    def edit(self, case_id: str) -> Case:
+        """The case, to change in place: copied on its first change in this run.
+
+        So the state `decide` was given never changes, and a case is copied at
+        most once per input however many times it changes.
+        """
+        case = self.cases[case_id]
+        if case_id not in self.owned:
+            case = self.cases[case_id] = case.copy()
+            self.owned.add(case_id)
+        return case
+
     # -- timers -----------------------------------------------------------------
 
     def fire_due(self) -> None:
@@ -162,12 +177,9 @@ class _Run:
             if first is None:
                 return
             _, step, case_id = first
-            case = self.cases[case_id]
+            case = self.edit(case_id)
             pending = next(p for p in case.pending if p.step == step)
-            case = case.model_copy(
-                update={"pending": tuple(p for p in case.pending if p is not pending)}
-            )
-            self.cases[case_id] = case
+            case.pending = tuple(p for p in case.pending if p is not pending)
             self.run_step(case_id, pending)
             after = self.cases.get(case_id)
             if after is not None and not after.pending:
@@ -231,38 +243,30 @@ class _Run:
             return
         awaited = _index(self.policy).awaited[case.escalation]
         if event.type in awaited and event.type not in case.received:
-            case = case.model_copy(update={"received": (*case.received, event.type)})
-            self.cases[case.case_id] = case
+            case = self.edit(case.case_id)
+            case.received = (*case.received, event.type)
         if event.type in esc.stop_on:
             self.record("stopped", event.type, case, detail=f"{event.type} ({event.event_id})")
             del self.cases[case.case_id]
             return
         if event.type in esc.pause_on and case.paused_at is None:
-            resume_on = esc.pause_on[event.type]
-            case = case.model_copy(update={"paused_at": self.now, "resume_on": resume_on})
-            self.cases[case.case_id] = case
-            self.record("paused", event.type, case, detail=f"until {resume_on}")
+            case = self.edit(case.case_id)
+            case.paused_at, case.resume_on = self.now, esc.pause_on[event.type]
+            self.record("paused", event.type, case, detail=f"until {case.resume_on}")
         elif event.type == case.resume_on and case.paused_at is not None:
             held = self.now - case.paused_at
-            pending = tuple(replace(p, due=p.due + held) for p in case.pending)
-            case = case.model_copy(
-                update={
-                    "paused_at": None,
-                    "resume_on": None,
-                    "origin": case.origin + held,
-                    "pending": pending,
-                }
-            )
-            self.cases[case.case_id] = case
+            case = self.edit(case.case_id)
+            case.pending = tuple(replace(p, due=p.due + held) for p in case.pending)
+            case.paused_at, case.resume_on, case.origin = None, None, case.origin + held
             self.record("resumed", event.type, case, detail=f"every remaining step moves {held}")
         if event.type in esc.switch_on:
             target = esc.switch_on[event.type]
             ladder = _ladder(esc, target)
             if ladder is None or target == case.ladder:
                 return
-            case = case.model_copy(update={"ladder": target, "origin": self.now})
-            case = case.model_copy(update={"pending": self.schedule(ladder, case)})
-            self.cases[case.case_id] = case
+            case = self.edit(case.case_id)
+            case.ladder, case.origin = target, self.now
+            case.pending = self.schedule(ladder, case)
             self.record("switched", event.type, case, detail=f"to the {target} ladder")
 
     def open_case(self, name: str, esc: Escalation, event: Event) -> None:
@@ -297,11 +301,10 @@ class _Run:
         if ladder is None:
             self.record("suppressed", "no_ladder", draft, detail="no ladder's `when` holds")
             return
-        case = draft.model_copy(
-            update={"ladder": ladder.name, "pending": self.schedule(ladder, draft)}
-        )
-        self.cases[case_id] = case
-        self.record("opened", event.type, case)
+        draft.ladder, draft.pending = ladder.name, self.schedule(ladder, draft)
+        self.cases[case_id] = draft
+        self.owned.add(case_id)
+        self.record("opened", event.type, draft)
 
     def apply_receipt(self, receipt: DeliveryReceipt) -> None:
         """A delivery counts toward nothing; a permanent failure moves the step to its fallback."""
@@ -474,9 +477,8 @@ class _Run:
             later = Pending(
                 step=index, due=until, groups=tuple(gi for gi, _ in deferred), tried=p.tried
             )
-            self.cases[case.case_id] = self.cases[case.case_id].model_copy(
-                update={"pending": (*self.cases[case.case_id].pending, later)}
-            )
+            current = self.edit(case.case_id)
+            current.pending = (*current.pending, later)
 
     def groups(self, send: Send, case: Case) -> list[tuple[list[Channel], str | None]]:
         """Channel groups (each tried in order until one works; all groups go), with recipients."""
@@ -599,16 +601,9 @@ class _Run:
                 account_id=case.account_id,
             )
         )
-        current = self.cases[case.case_id]
-        self.cases[case.case_id] = current.model_copy(
-            update={
-                "steps_sent": current.steps_sent + 1,
-                "sent": {
-                    **current.sent,
-                    nid: SentRef(step=index, group=group, channel=target.channel),
-                },
-            }
-        )
+        current = self.edit(case.case_id)
+        current.steps_sent += 1
+        current.sent = {**current.sent, nid: SentRef(index, group, target.channel)}
 
     # -- facts --------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ are part of it (`Case.due`), so they survive whatever the driver survives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, with_config
@@ -90,8 +90,18 @@ class SentRef:
     channel: Channel
 
 
-class Case(_Frozen):
-    """One open escalation for one account (or customer)."""
+@_RECORD
+@dataclass(slots=True)
+class Case:
+    """One open escalation for one account (or customer).
+
+    Not frozen, unlike the records above: the engine changes a case several
+    times in one input (a step fires, a message goes, a deferral is added),
+    and a copy per change cost a third of its time. Only the engine writes a
+    case, and only its own copy of it (`copy`, made on the first change in a
+    `decide` call), so a state once returned never changes. Fields are
+    replaced, never changed in place: a copy may share their values.
+    """
 
     case_id: str
     escalation: str
@@ -99,14 +109,37 @@ class Case(_Frozen):
     account_id: str | None
     opened_at: AwareDatetime
     cause_event_id: str
-    origin: AwareDatetime = Field(description="what `after` counts from; moved by pauses")
+    origin: AwareDatetime
+    """What `after` counts from; moved by pauses."""
     pending: tuple[Pending, ...] = ()
     paused_at: AwareDatetime | None = None
     resume_on: str | None = None
-    received: tuple[str, ...] = Field(default=(), description="event types seen on this case")
+    received: tuple[str, ...] = ()
+    """Event types seen on this case."""
     steps_sent: int = 0
-    sent: dict[str, SentRef] = Field(default_factory=dict, description="by notification id")
-    data: dict[str, object] = Field(default_factory=dict, description="the trigger's data")
+    sent: dict[str, SentRef] = field(default_factory=dict)
+    """By notification id."""
+    data: dict[str, object] = field(default_factory=dict)
+    """The trigger's data."""
+
+    def copy(self) -> Case:
+        """A shallow copy (the fields' values are shared, and never changed in place)."""
+        return Case(
+            self.case_id,
+            self.escalation,
+            self.ladder,
+            self.account_id,
+            self.opened_at,
+            self.cause_event_id,
+            self.origin,
+            self.pending,
+            self.paused_at,
+            self.resume_on,
+            self.received,
+            self.steps_sent,
+            self.sent,
+            self.data,
+        )
 
     @property
     def due(self) -> datetime | None:
