@@ -111,15 +111,27 @@ def applicable_caps(
     policy: PolicySet, category_name: str, channel: Channel, facts: Facts
 ) -> list[FrequencyCap]:
     """Every cap that counts this send: its channel and category match and its `when` holds."""
-    found = []
-    for cap in policy.frequency_caps:
-        if not cap.matches_channel(channel):
-            continue
-        if cap.categories is not None and category_name not in cap.categories:
-            continue
-        if cap.when is not None and not holds(cap.when, facts()):
-            continue
-        found.append(cap)
+    return [
+        cap
+        for cap in _caps_for(policy, category_name, channel)
+        if cap.when is None or holds(cap.when, facts())
+    ]
+
+
+_CAPS: dict[tuple[str, str, str], list[FrequencyCap]] = {}
+
+
+def _caps_for(policy: PolicySet, category_name: str, channel: Channel) -> list[FrequencyCap]:
+    """The caps whose channel and category match, kept per policy version (its content)."""
+    key = (policy.version, category_name, channel)
+    found = _CAPS.get(key)
+    if found is None:
+        found = _CAPS[key] = [
+            cap
+            for cap in policy.frequency_caps
+            if cap.matches_channel(channel)
+            and (cap.categories is None or category_name in cap.categories)
+        ]
     return found
 
 
@@ -147,22 +159,31 @@ def cap_free_at(
     assert cap.max is not None and cap.per is not None
     per = cap.per.fixed
     assert per is not None
-    since, categories, everyone = at - per, cap.categories, cap.scope == "customer"
-    counted = sorted(
+    since, everyone = at - per, cap.scope == "customer"
+    categories, channels = cap.categories, _counted_channels(cap)
+    counted = [
         c.at
         for c in history.contacts
         if since < c.at <= at
         and (everyone or c.account_id == account_id)
+        and (channels is None or c.channel in channels)
         and (categories is None or c.category in categories)
-        and cap.matches_channel(c.channel)
-    )
+    ]
     if len(counted) < cap.max:
         return None
+    counted.sort()
     return (
         counted[len(counted) - cap.max] + per,
         f"{len(counted)} of at most {cap.max} {_channels(cap)} contacts per {cap.per} "
         f"for this {cap.scope}",
     )
+
+
+def _counted_channels(cap: FrequencyCap) -> tuple[str, ...] | None:
+    """The channels whose sends `cap` counts; None for every channel."""
+    if cap.channel == "any":
+        return None
+    return tuple(cap.channel) if isinstance(cap.channel, list) else (cap.channel,)
 
 
 def lookback(policy: PolicySet) -> timedelta:
