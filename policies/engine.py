@@ -37,6 +37,7 @@ from schemas.decisions import Action, Decision
 from schemas.events import CeaseRequested, Event
 from schemas.notifications import DeliveryReceipt, NotificationRequest, notification_id
 from schemas.types import Channel
+from schemas.unchecked import unchecked
 
 _MAX_FIRINGS = 10_000
 """A safety stop: no customer has this many steps due at one instant."""
@@ -137,7 +138,8 @@ class _Run:
                 **fields,
             }
         self.decisions.append(
-            Decision(
+            unchecked(
+                Decision,
                 at=self.now,
                 customer_id=self.state.customer_id,
                 action=action,
@@ -570,7 +572,8 @@ class _Run:
             extra={"locale": locale, "category": category_name},
         )
         self.notifications.append(
-            NotificationRequest(
+            unchecked(
+                NotificationRequest,
                 notification_id=nid,
                 customer_id=self.state.customer_id,
                 account_id=case.account_id,

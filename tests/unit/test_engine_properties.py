@@ -260,3 +260,12 @@ def test_the_same_inputs_give_the_same_decisions(policy: PolicySet, events: list
     first, _ = run(policy, events)
     second, _ = run(policy, list(events))
     assert first == second
+
+
+@settings(max_examples=40, deadline=None)
+@given(policies(), stories())
+def test_every_row_keeps_its_contract(policy: PolicySet, events: list[Event]) -> None:
+    """The engine builds its rows unchecked (`schemas.unchecked`): validated again, none changes."""
+    decisions, _ = run(policy, events)
+    for d in decisions:
+        assert Decision.model_validate(d.model_dump()).model_dump_json() == d.model_dump_json()

@@ -1,0 +1,72 @@
+"""A contract model built from values its maker guarantees, without validating them again.
+
+The engine makes a `Decision` for nearly every input, and a
+`NotificationRequest` for every send. Validating each one cost about 5 µs,
+a seventh of the engine's time, to re-check values that came from validated
+events, states and policies. Pydantic's own `model_construct` skips the checks
+but costs more than validating (7 µs). This does what it does for plain
+models, in field order, at about 2 µs.
+
+Names are still checked: an unknown field or a missing required one is an
+error, as `extra="forbid"` would make it. Types are not. The engine's tests
+validate every decision and request of the reference stories again, and
+compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+M = TypeVar("M", bound=BaseModel)
+
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    template: dict[str, Any]
+    """Every field in order: its default, or a marker for a required one."""
+    factories: tuple[tuple[str, Callable[[], Any]], ...]
+    names: frozenset[str]
+    required: frozenset[str]
+
+
+_SHAPES: dict[type[BaseModel], _Shape] = {}
+
+
+def unchecked(model: type[M], **fields: Any) -> M:
+    """`model(**fields)` without validating the values (see the module's docstring)."""
+    shape = _SHAPES.get(model) or _shape(model)
+    if not fields.keys() <= shape.names or not shape.required <= fields.keys():
+        unknown = sorted(fields.keys() - shape.names)
+        missing = sorted(shape.required - fields.keys())
+        raise TypeError(f"{model.__name__}: unknown fields {unknown}, missing fields {missing}")
+    values = dict(shape.template)
+    for name, factory in shape.factories:
+        values[name] = factory()
+    values.update(fields)
+    built = model.__new__(model)
+    _set(built, "__dict__", values)
+    _set(built, "__pydantic_fields_set__", set(fields))
+    _set(built, "__pydantic_extra__", None)
+    _set(built, "__pydantic_private__", None)
+    return built
+
+
+def _shape(model: type[BaseModel]) -> _Shape:
+    if model.__pydantic_post_init__ or model.__private_attributes__:
+        raise TypeError(f"{model.__name__} needs pydantic's own construction")
+    template: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None:
+            factories.append((name, info.default_factory))  # type: ignore[arg-type]
+        template[name] = None if info.default is PydanticUndefined else info.default
+    required = frozenset(n for n, info in model.model_fields.items() if info.is_required())
+    found = _SHAPES[model] = _Shape(template, tuple(factories), frozenset(template), required)
+    return found
