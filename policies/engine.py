@@ -37,7 +37,7 @@ from schemas.decisions import Action, Decision
 from schemas.events import CeaseRequested, Event
 from schemas.notifications import DeliveryReceipt, NotificationRequest, notification_id
 from schemas.types import Channel
-from schemas.unchecked import unchecked
+from schemas.unchecked import replaced, unchecked
 
 _MAX_FIRINGS = 10_000
 """A safety stop: no customer has this many steps due at one instant."""
@@ -120,12 +120,11 @@ class _Run:
         )
         if unchanged:
             return self.state
-        return self.state.model_copy(
-            update={
-                "cases": self.cases,
-                "contacts": tuple(c for c in self.contacts if c.at > horizon),
-                "conversations": tuple(c for c in self.conversations if c.at > horizon),
-            }
+        return replaced(
+            self.state,
+            cases=self.cases,
+            contacts=tuple(c for c in self.contacts if c.at > horizon),
+            conversations=tuple(c for c in self.conversations if c.at > horizon),
         )
 
     def record(self, action: Action, reason: str, case: Case | None, **fields: Any) -> None:
@@ -205,10 +204,10 @@ class _Run:
     def remember(self, event: Event) -> None:
         data = event.data
         if isinstance(data, Profile):
-            self.state = self.state.model_copy(update={"profile": data})
+            self.state = replaced(self.state, profile=data)
         elif isinstance(data, Preferences):
             merged = data.merged_into(self.state.preferences)
-            self.state = self.state.model_copy(update={"preferences": merged})
+            self.state = replaced(self.state, preferences=merged)
         elif isinstance(data, ConsentChange):
             record = ConsentRecord(
                 channel=data.channel,
@@ -219,14 +218,14 @@ class _Run:
             )
             key = CustomerState.consent_key(data.channel, data.address)
             consents = {**self.state.consents, key: record}
-            self.state = self.state.model_copy(update={"consents": consents})
+            self.state = replaced(self.state, consents=consents)
         elif isinstance(data, CeaseRequested):
             cease = Cease(
                 at=self.now,
                 account_id=event.account_id,
                 channel=data.channel if data.scope == "channel" else None,
             )
-            self.state = self.state.model_copy(update={"ceases": (*self.state.ceases, cease)})
+            self.state = replaced(self.state, ceases=(*self.state.ceases, cease))
 
     def reply(self, reply: Reply) -> None:
         """A customer's free-text answer: on the ledger, and with an agent where the policy says."""
@@ -387,9 +386,7 @@ class _Run:
             at=self.now,
         )
         key = CustomerState.consent_key(receipt.channel, receipt.recipient)
-        self.state = self.state.model_copy(
-            update={"consents": {**self.state.consents, key: record}}
-        )
+        self.state = replaced(self.state, consents={**self.state.consents, key: record})
 
     # -- steps ------------------------------------------------------------------
 

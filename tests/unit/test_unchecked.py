@@ -14,7 +14,7 @@ from policies.state import CustomerState
 from schemas.decisions import Decision
 from schemas.events import event_from_dict
 from schemas.notifications import NotificationRequest
-from schemas.unchecked import unchecked
+from schemas.unchecked import replaced, unchecked
 from tests.conftest import STORIES
 
 AT = datetime(2026, 11, 20, 15, tzinfo=UTC)
@@ -48,6 +48,17 @@ def test_an_unknown_or_a_missing_field_is_an_error() -> None:
     without = {k: v for k, v in FIELDS.items() if k != "policy_version"}
     with pytest.raises(TypeError, match=r"missing fields \['policy_version'\]"):
         unchecked(Decision, **without)
+
+
+def test_replaced_is_model_copy_and_leaves_the_original_alone() -> None:
+    state = CustomerState(customer_id="C-1")
+    changed = replaced(state, ceases=())
+    expected = state.model_copy(update={"ceases": ()})
+    assert changed == expected and changed.model_fields_set == expected.model_fields_set
+    assert changed.model_dump_json() == expected.model_dump_json()
+    assert changed is not state and changed.__dict__ is not state.__dict__
+    with pytest.raises(TypeError, match="unknown fields"):
+        replaced(state, cease=())
 
 
 def test_every_row_and_request_the_engine_makes_for_the_stories_validates(
