@@ -128,26 +128,21 @@ class _Run:
         )
 
     def record(self, action: Action, reason: str, case: Case | None, **fields: Any) -> None:
+        row = {
+            "at": self.now,
+            "customer_id": self.state.customer_id,
+            "action": action,
+            "reason": reason,
+            "cause_event_id": self.cause or (case.cause_event_id if case else None),
+            "policy_version": self.policy.version,
+        }
         if case is not None:
-            fields = {
-                "account_id": case.account_id,
-                "case_id": case.case_id,
-                "escalation": case.escalation,
-                "ladder": case.ladder,
-                **fields,
-            }
-        self.decisions.append(
-            unchecked(
-                Decision,
-                at=self.now,
-                customer_id=self.state.customer_id,
-                action=action,
-                reason=reason,
-                cause_event_id=self.cause or (case.cause_event_id if case else None),
-                policy_version=self.policy.version,
-                **fields,
-            )
-        )
+            row["account_id"] = case.account_id
+            row["case_id"] = case.case_id
+            row["escalation"] = case.escalation
+            row["ladder"] = case.ladder
+        row.update(fields)
+        self.decisions.append(unchecked(Decision, row))
 
     def edit(self, case_id: str) -> Case:
         """The case, to change in place: copied on its first change in this run.
@@ -571,25 +566,27 @@ class _Run:
         self.notifications.append(
             unchecked(
                 NotificationRequest,
-                notification_id=nid,
-                customer_id=self.state.customer_id,
-                account_id=case.account_id,
-                case_id=case.case_id,
-                escalation=case.escalation,
-                ladder=case.ladder,
-                step=index,
-                category=category_name,
-                channel=target.channel,
-                recipient=target.recipient,
-                template=send.template,
-                locale=locale,
-                requested_at=self.now,
-                policy_version=self.policy.version,
-                cause_event_id=self.cause or case.cause_event_id,
-                context={
-                    "data": case.data,
+                {
+                    "notification_id": nid,
+                    "customer_id": self.state.customer_id,
                     "account_id": case.account_id,
-                    "customer": {"name": self.state.profile.name, "locale": locale},
+                    "case_id": case.case_id,
+                    "escalation": case.escalation,
+                    "ladder": case.ladder,
+                    "step": index,
+                    "category": category_name,
+                    "channel": target.channel,
+                    "recipient": target.recipient,
+                    "template": send.template,
+                    "locale": locale,
+                    "requested_at": self.now,
+                    "policy_version": self.policy.version,
+                    "cause_event_id": self.cause or case.cause_event_id,
+                    "context": {
+                        "data": case.data,
+                        "account_id": case.account_id,
+                        "customer": {"name": self.state.profile.name, "locale": locale},
+                    },
                 },
             )
         )

@@ -1,16 +1,17 @@
 """A contract model built from values its maker guarantees, without validating them again.
 
 The engine makes a `Decision` for nearly every input, and a
-`NotificationRequest` for every send. Validating each one cost about 5 µs,
-a seventh of the engine's time, to re-check values that came from validated
-events, states and policies. Pydantic's own `model_construct` skips the checks
-but costs more than validating (7 µs). This does what it does for plain
-models, in field order, at about 2 µs.
+`NotificationRequest` for every send. Validating each one re-checks values
+that came from validated events, states and policies. For a `Decision` of
+seventeen fields, best of three on this machine: validated 4.6-6.1 µs,
+`unchecked` 2.7-2.8 µs, and pydantic's own `model_construct`, which also skips
+the checks, 6.8-7.0 µs. This does what `model_construct` does for plain models,
+in field order, so the JSON is the same.
 
 Names are still checked: an unknown field or a missing required one is an
 error, as `extra="forbid"` would make it. Types are not. The engine's tests
-validate every decision and request of the reference stories again, and
-compare.
+validate every decision and request of the reference stories, and of
+generated stories, again, and compare.
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ class _Shape:
 _SHAPES: dict[type[BaseModel], _Shape] = {}
 
 
-def unchecked(model: type[M], **fields: Any) -> M:
-    """`model(**fields)` without validating the values (see the module's docstring)."""
+def unchecked(model: type[M], fields: dict[str, Any]) -> M:
+    """`model(**fields)` without validating the values (see the module's docstring).
+
+    A dict, not keyword arguments: packing seventeen of them again cost a
+    third of the saving.
+    """
     shape = _SHAPES.get(model) or _shape(model)
     if not shape.names.issuperset(fields) or not shape.required <= fields.keys():
         unknown = sorted(fields.keys() - shape.names)
