@@ -74,9 +74,10 @@ def decide(state: CustomerState, item: Input, now: datetime, policy: PolicySet) 
     run.fire_due()
     if isinstance(item, Event):
         run.apply_event(item)
+        run.fire_due()
     elif isinstance(item, DeliveryReceipt):
         run.apply_receipt(item)
-    run.fire_due()
+        run.fire_due()
     return Outcome(run.finish(), run.decisions, run.notifications)
 
 
