@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness clean
+.PHONY: demo test lint bench bench-engine bench-engine-instructions bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ lint: $(STAMP)
 # Benchmarks print figures (docs/performance.md); they assert nothing about speed.
 bench-engine: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.engine --customers $(or $(CUSTOMERS),100000)
+
+bench-engine-instructions: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.engine_instructions --customers $(or $(CUSTOMERS),1000)
 
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.pipeline --customers $(or $(CUSTOMERS),5000)
