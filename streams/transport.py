@@ -51,10 +51,13 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust import stores
+from faust.stores import memory
 from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, TransportT
 
+from streams.bulk_load import BulkLoadedStore
 from streams.topics import read_past
 
 
@@ -86,6 +89,23 @@ class ClarionTable(faust.Table):  # type: ignore[misc]
     def _changelog_topic_name(self) -> str:
         prefix = getattr(self.app, "changelog_prefix", None) or self.app.conf.id
         return f"{prefix}-{self.name}-changelog"
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        """The memory store reads a new partition's changelog in bulk (streams/bulk_load.py)."""
+        if stores.by_url(url) is not memory.Store:
+            return super()._new_store_by_url(url)
+        return BulkLoadedStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
 
 
 class _Consumer(driver.Consumer):
