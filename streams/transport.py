@@ -52,12 +52,12 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust import stores
-from faust.stores import memory
+from faust.stores import memory, rocksdb
 from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, TransportT
 
-from streams.bulk_load import BulkLoadedStore
+from streams.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
 from streams.topics import read_past
 
 
@@ -91,10 +91,11 @@ class ClarionTable(faust.Table):  # type: ignore[misc]
         return f"{prefix}-{self.name}-changelog"
 
     def _new_store_by_url(self, url: Any) -> Any:
-        """The memory store reads a new partition's changelog in bulk (streams/bulk_load.py)."""
-        if stores.by_url(url) is not memory.Store:
+        """Faust's stores, reading a new partition's changelog in bulk (streams/bulk_load.py)."""
+        store = _BULK.get(stores.by_url(url))
+        if store is None:
             return super()._new_store_by_url(url)
-        return BulkLoadedStore(
+        return store(
             url,
             self.app,
             self,
@@ -106,6 +107,9 @@ class ClarionTable(faust.Table):  # type: ignore[misc]
             loop=self.loop,
             options=self.options,
         )
+
+
+_BULK: dict[type, type] = {memory.Store: BulkLoadedStore, rocksdb.Store: BulkLoadedRocksDBStore}
 
 
 class _Consumer(driver.Consumer):

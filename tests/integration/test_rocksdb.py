@@ -14,10 +14,23 @@ import pytest
 
 from policies.model import PolicySet
 from policies.simulator import simulate
+from schemas.decisions import Decision
 from schemas.events import parse_event
 from streams import topics
 from streams.broker import EmbeddedBroker
-from streams.demo import demo_settings, feed_and_settle, start_worker, stop_worker
+from streams.demo import (
+    advance_clock,
+    demo_settings,
+    feed_and_settle,
+    horizon,
+    produce_lines,
+    read_lines,
+    settle,
+    start_worker,
+    stop_worker,
+)
+from streams.settings import Settings
+from tests.benchmarks.memory import logged
 from tests.conftest import STORIES
 
 pytestmark = pytest.mark.integration
@@ -45,6 +58,55 @@ def test_the_stories_on_the_rocksdb_store(
             stop_worker(worker)
     assert list((tmp_path / "worker-data").rglob("*.db")), "no RocksDB files were written"
 
+    assert_as_simulated(decisions, policy)
+
+
+def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
+    broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet
+) -> None:
+    """The stories taken in by one worker; their timers fired by another on an empty disk.
+
+    The second one's RocksDB holds nothing, so it reads the customers'
+    changelog in bulk (streams/bulk_load.py) before Faust's recovery. If that
+    read wrote anything wrong, the timers would not fire as simulated.
+    """
+
+    def settings_in(workdir: Path) -> Settings:
+        return demo_settings(
+            broker.bootstrap,
+            workdir,
+            app_id="clarion-rocks-bulk",
+            topic_prefix="rocksbulk.",
+            store="rocksdb://",
+            log_format="json",
+            log_level="info",
+        )
+
+    first, second = settings_in(tmp_path / "first"), settings_in(tmp_path / "second")
+    asyncio.run(topics.ensure_topics(first))
+    with (tmp_path / "first.log").open("wb") as log:
+        worker = start_worker(first, log)  # type: ignore[arg-type]
+        try:
+            account_events = first.topic(topics.ACCOUNT_EVENTS)
+            asyncio.run(produce_lines(broker.bootstrap, account_events, read_lines(STORIES)))
+            asyncio.run(settle(first, 90, lambda: worker.poll() is None))
+        finally:
+            stop_worker(worker)
+    until = horizon([STORIES])
+    assert until is not None
+    with (tmp_path / "second.log").open("wb") as log:
+        worker = start_worker(second, log)  # type: ignore[arg-type]
+        try:
+            asyncio.run(advance_clock(second, until))
+            decisions, _ = asyncio.run(settle(second, 90, lambda: worker.poll() is None))
+        finally:
+            stop_worker(worker)
+    read = [e for e in logged(tmp_path / "second.log") if e.get("event") == "table.read_in_bulk"]
+    assert sum(e["records"] for e in read if e["table"] == "customers") >= 10
+    assert_as_simulated(decisions, policy)
+
+
+def assert_as_simulated(decisions: list[Decision], policy: PolicySet) -> None:
     events = [parse_event(line) for line in STORIES.read_text().splitlines() if line.strip()]
     simulated, _ = simulate(events, policy)
 
