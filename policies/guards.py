@@ -160,7 +160,7 @@ def cap_free_at(
     per = cap.per.fixed
     assert per is not None
     since, everyone = at - per, cap.scope == "customer"
-    categories, channels = cap.categories, _counted_channels(cap)
+    categories, channels = cap.categories, cap.channels
     counted = [
         c.at
         for c in history.contacts
@@ -177,13 +177,6 @@ def cap_free_at(
         f"{len(counted)} of at most {cap.max} {_channels(cap)} contacts per {cap.per} "
         f"for this {cap.scope}",
     )
-
-
-def _counted_channels(cap: FrequencyCap) -> tuple[str, ...] | None:
-    """The channels whose sends `cap` counts; None for every channel."""
-    if cap.channel == "any":
-        return None
-    return tuple(cap.channel) if isinstance(cap.channel, list) else (cap.channel,)
 
 
 def lookback(policy: PolicySet) -> timedelta:

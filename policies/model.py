@@ -111,13 +111,16 @@ class FrequencyCap(_Strict):
     categories: list[str] | None = None
     when: CheckedCondition | None = None
 
+    @cached_property
+    def channels(self) -> tuple[str, ...] | None:
+        """The channels whose sends this cap counts; None for every channel."""
+        if self.channel == "any":
+            return None
+        return tuple(self.channel) if isinstance(self.channel, list) else (self.channel,)
+
     def matches_channel(self, channel: str) -> bool:
         """Whether a send on `channel` is one this cap counts."""
-        if self.channel == "any":
-            return True
-        if isinstance(self.channel, list):
-            return channel in self.channel
-        return self.channel == channel
+        return self.channels is None or channel in self.channels
 
     @model_validator(mode="after")
     def _shape(self) -> FrequencyCap:
