@@ -48,10 +48,37 @@ class _BulkLoaded:
     app: Any
     table: Any
 
+    async def on_rebalance(
+        self,
+        assigned: Set[TP],
+        revoked: Set[TP],
+        newly_assigned: Set[TP],
+        generation_id: int = 0,
+    ) -> None:
+        await super().on_rebalance(  # type: ignore[misc]
+            assigned, revoked, newly_assigned, generation_id
+        )
+        self._forget(revoked)
+        fresh = self._fresh(newly_assigned)
+        if not fresh:
+            return
+        try:
+            await self._catch_up(fresh)
+        except Exception as exc:  # the store keeps the offsets it had: Faust's replay still works
+            log.warning("table.read_in_bulk_failed", table=self.table.name, error=repr(exc))
+
+    def _forget(self, revoked: Set[TP]) -> None:
+        """What to drop of partitions this worker no longer owns."""
+
     def _fresh(self, newly_assigned: Set[TP]) -> list[TP]:
+        """The newly assigned active changelog partitions of this table."""
         changelogs = self.table.changelog_topic.topics
         actives = self.app.assignor.assigned_actives()
         return [tp for tp in newly_assigned if tp.topic in changelogs and tp in actives]
+
+    async def _catch_up(self, fresh: list[TP]) -> None:
+        """Read these partitions into the store, and note how far: each store its own way."""
+        raise NotImplementedError
 
     async def _read(
         self, starts: dict[TP, int], apply: Apply, flush: Callable[[], None]
@@ -117,24 +144,15 @@ class BulkLoadedStore(_BulkLoaded, memory.Store):  # type: ignore[misc]
         if tp in self._read_to:
             self._read_to[tp] = max(self._read_to[tp], offset)
 
-    async def on_rebalance(
-        self,
-        assigned: Set[TP],
-        revoked: Set[TP],
-        newly_assigned: Set[TP],
-        generation_id: int = 0,
-    ) -> None:
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+    def _forget(self, revoked: Set[TP]) -> None:
         for tp in revoked:
-            self._read_to.pop(tp, None)
-        fresh = [tp for tp in self._fresh(newly_assigned) if tp not in self._read_to]
-        if not fresh:
-            return
-        try:
-            last = await self._read(dict.fromkeys(fresh, 0), self._apply, lambda: None)
-        except Exception as exc:  # Faust's own replay still works
-            log.warning("table.read_in_bulk_failed", table=self.table.name, error=repr(exc))
-            return
+            self._read_to.pop(tp, None)  # read again from the start if it comes back
+
+    def _fresh(self, newly_assigned: Set[TP]) -> list[TP]:
+        return [tp for tp in super()._fresh(newly_assigned) if tp not in self._read_to]
+
+    async def _catch_up(self, fresh: list[TP]) -> None:
+        last = await self._read(dict.fromkeys(fresh, 0), self._apply, lambda: None)
         for tp in fresh:
             self._read_to[tp] = last.get(tp, -1)
 
@@ -163,17 +181,8 @@ class BulkLoadedRocksDBStore(_BulkLoaded, rocksdb.Store):  # type: ignore[misc]
 
     _BATCH = 10_000
 
-    async def on_rebalance(
-        self,
-        assigned: Set[TP],
-        revoked: Set[TP],
-        newly_assigned: Set[TP],
-        generation_id: int = 0,
-    ) -> None:
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
-        fresh = self._fresh(newly_assigned)
-        if not fresh:
-            return
+    async def _catch_up(self, fresh: list[TP]) -> None:
+        """From each partition's offset on disk; what was written stays if the read fails."""
         starts = {tp: (self.persisted_offset(tp) or -1) + 1 for tp in fresh}
         batches: dict[int, Any] = {}
         pending = [0]
@@ -194,12 +203,8 @@ class BulkLoadedRocksDBStore(_BulkLoaded, rocksdb.Store):  # type: ignore[misc]
             self._write(batches)
             pending[0] = 0
 
-        try:
-            last = await self._read(starts, apply, flush)
-            self._write(batches)
-        except Exception as exc:  # what was written stays, with the offset it had
-            log.warning("table.read_in_bulk_failed", table=self.table.name, error=repr(exc))
-            return
+        last = await self._read(starts, apply, flush)
+        self._write(batches)
         for tp, offset in last.items():
             self.set_persisted_offset(tp, offset)
 
