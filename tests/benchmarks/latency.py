@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams import topics
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import demo_settings, start_worker, stop_worker
-from tests.benchmarks.pipeline import _msg, produce, wait_ready, wait_taken
+from tests.benchmarks.pipeline import _msg, cpu_seconds, produce, wait_ready, wait_taken
 
 
 def profiles(customers: int) -> list[tuple[bytes, bytes]]:
@@ -138,7 +138,12 @@ def main() -> None:
                 wait_ready(role.web_port)
             wait_taken(settings.kafka_bootstrap, settings.app_id, [source], workers[0])
             outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+            before = [cpu_seconds(worker.pid) for worker in workers]
             asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
+            for role, worker, start in zip(roles, workers, before, strict=True):
+                used = (cpu_seconds(worker.pid) - start) / count * 1e6
+                label = f"{role.role} worker CPU per event"
+                print(f"{label:<28}{used:>10,.0f} µs")
 
 
 if __name__ == "__main__":
