@@ -50,7 +50,7 @@ from schemas.dead_letters import DeadLetter, RejectCode
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams import replies, stored, topics
+from streams import replies, stored, topics, transport
 from streams.clock import now_for
 from streams.dispatch import Attempt, Dispatcher, Sinks
 from streams.providers import build_channels
@@ -210,8 +210,8 @@ def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
     )
     ticks = topic(topics.TIMER_TICKS)
     # Bytes, not dicts: streams/stored.py says why.
-    customers = app.Table("customers", partitions=settings.partitions, value_type=bytes)
-    seen = app.Table("seen-event-ids", partitions=settings.partitions)
+    customers = transport.table(app, "customers", partitions=settings.partitions, value_type=bytes)
+    seen = transport.table(app, "seen-event-ids", partitions=settings.partitions)
     window = timedelta(hours=settings.dedupe_window_hours)
     index = TimerIndex()
 
@@ -304,7 +304,7 @@ def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
                     await handle(work, event)
                 except Exception as exc:  # never let Faust ack a message we did not handle
                     await dead_letter(event, "internal_error", _describe(exc))
-            for event, exc in work.flush():
+            for event, exc in await work.flush():
                 _enter(event)
                 await dead_letter(event, "internal_error", "state not saved: " + _describe(exc))
 
@@ -368,7 +368,7 @@ def _install_dispatch(app: faust.App, shell: _Shell, channel: Channel | None) ->
     retries_name = settings.topic(topics.NOTIFICATION_RETRIES)
     retries = topic(topics.NOTIFICATION_RETRIES)
     receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
-    dispatched = app.Table("dispatched-ids", partitions=settings.partitions)
+    dispatched = transport.table(app, "dispatched-ids", partitions=settings.partitions)
 
     async def send_retry(item: Attempt) -> None:
         await produce(retries_name, item.request.customer_id.encode(), item.to_json())
@@ -406,7 +406,7 @@ def _install_dispatch(app: faust.App, shell: _Shell, channel: Channel | None) ->
             retry=send_retry,
             receipt=send_receipt,
             handled_get=dispatched.get,
-            handled_set=dispatched.__setitem__,
+            handled_set=dispatched.write,
             flush=app.producer.flush,
             accepted=accepted,
         ),

@@ -94,7 +94,7 @@ class Sinks:
     retry: Callable[[Attempt], Awaitable[None]]
     receipt: Callable[[DeliveryReceipt], Awaitable[None]]
     handled_get: Callable[[str], Any]
-    handled_set: Callable[[str, Any], None]
+    handled_set: Callable[[str, Any], Awaitable[None]]
     flush: Callable[[], Awaitable[None]]
     accepted: Callable[[NotificationRequest, Message, SendResult], Awaitable[None]] | None = None
     """Told of each message a provider took (SMS reply routing, live calls)."""
@@ -141,7 +141,7 @@ class Dispatcher:
             if await self._claim(item, marks):
                 todo.append(i)
                 claimed.add(item.request.notification_id)
-        marks.write(enter)
+        await marks.write(enter)
         if not todo:
             return
         await self.sinks.flush()  # "attempting" is durable before any provider hears of it
@@ -149,7 +149,7 @@ class Dispatcher:
         for i, outcome in zip(todo, outcomes, strict=True):
             marks.item = i
             await self._settle(batch[i], outcome, marks)
-        marks.write(enter)
+        await marks.write(enter)
 
     # -- phase 1 ----------------------------------------------------------------
 
@@ -312,10 +312,10 @@ class _Marks:
         handled = self.of(request.customer_id).set(request.notification_id, status)
         self._changed[request.customer_id] = (handled, self.item)
 
-    def write(self, enter: Callable[[int], None]) -> None:
+    async def write(self, enter: Callable[[int], None]) -> None:
         for customer_id, (handled, item) in self._changed.items():
             enter(item)
-            self._sinks.handled_set(customer_id, handled.to_json())
+            await self._sinks.handled_set(customer_id, handled.to_json())
         self._changed.clear()
 
 

@@ -31,7 +31,7 @@ import structlog
 
 from channels.twilio_inbound import keyword
 from schemas.notifications import NotificationRequest
-from streams import topics
+from streams import topics, transport
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -141,7 +141,7 @@ def install(
         value_serializer="raw",
         partitions=settings.partitions,
     )
-    numbers = app.Table("sms-numbers", partitions=settings.partitions, default=None)
+    numbers = transport.table(app, "sms-numbers", partitions=settings.partitions, default=None)
     conversations_name = settings.topic(topics.SMS_CONVERSATIONS)
 
     @app.agent(conversations, name="sms-replies", concurrency=1)
@@ -159,7 +159,7 @@ def install(
             for number, (value, event) in changed.items():
                 enter(event)
                 try:
-                    numbers[number] = value
+                    await numbers.write(number, value)
                 except Exception as exc:
                     await dead_letter(event, "internal_error", f"number table not saved: {exc!r}")
 

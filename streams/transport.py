@@ -46,10 +46,12 @@ messages. After: see docs/operations.md, "Restarts".
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import faust
+import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust import stores
 from faust.stores import memory, rocksdb
@@ -59,6 +61,8 @@ from faust.types import TP, TransportT
 
 from streams.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
 from streams.topics import read_past
+
+log = structlog.get_logger()
 
 
 class ClarionApp(faust.App):
@@ -90,6 +94,40 @@ class ClarionTable(faust.Table):  # type: ignore[misc]
         prefix = getattr(self.app, "changelog_prefix", None) or self.app.conf.id
         return f"{prefix}-{self.name}-changelog"
 
+    async def write(self, key: Any, value: Any) -> None:
+        """`table[key] = value`, with the changelog record sent straight to the producer.
+
+        Faust's own write goes through `Topic.send_soon` and its producer
+        buffer: a future message, a pending message and a hop through the
+        buffer's task per write. In an intake profile at 1,000 events/s that
+        path was a fifth of the worker's time, four times what the same record
+        costs sent directly (docs/performance.md). This sends the same record
+        (the same key and value bytes, to the partition of the event being
+        handled) and keeps the same bookkeeping: the store's persisted offset
+        follows the offsets the broker acknowledges. The consumer's commit
+        flushes the producer first, as it does for Faust's own writes.
+
+        Write a table one way only: Faust's buffered write can reach the
+        changelog after a later direct one, and the older value would win.
+        """
+        partition = self.partition_for_key(key)  # the event's, as Faust's own write sends it
+        self.data[key] = value
+        topic = self.changelog_topic
+        raw_key, _ = topic.prepare_key(key, self.key_serializer)
+        raw_value, _ = topic.prepare_value(value, self.value_serializer)
+        name = topic.get_topic_name()
+        sent = await self.app.producer.send(name, raw_key, raw_value, partition, None, None)
+        assert isinstance(sent, asyncio.Future)
+        sent.add_done_callback(self._written)
+
+    def _written(self, done: asyncio.Future[Any]) -> None:
+        """Faust's `_on_changelog_sent`: RocksDB notes the offset it holds data up to."""
+        if done.cancelled() or done.exception() is not None:
+            error = "cancelled" if done.cancelled() else repr(done.exception())
+            log.error("table.changelog_not_written", table=self.name, error=error)
+            return
+        self.data.set_persisted_offset(done.result().topic_partition, done.result().offset)
+
     def _new_store_by_url(self, url: Any) -> Any:
         """Faust's stores, reading a new partition's changelog in bulk (streams/bulk_load.py)."""
         store = _BULK.get(stores.by_url(url))
@@ -107,6 +145,13 @@ class ClarionTable(faust.Table):  # type: ignore[misc]
             loop=self.loop,
             options=self.options,
         )
+
+
+def table(app: faust.App, name: str, **options: Any) -> ClarionTable:
+    """`app.Table(name, ...)`, typed as what it is: a `ClarionTable` (ClarionApp makes it one)."""
+    made = app.Table(name, **options)
+    assert isinstance(made, ClarionTable)
+    return made
 
 
 _BULK: dict[type, type] = {memory.Store: BulkLoadedStore, rocksdb.Store: BulkLoadedRocksDBStore}

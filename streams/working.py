@@ -16,10 +16,10 @@ is decoded afresh.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 
@@ -49,6 +49,14 @@ class StateCache:
             self._entries.popitem(last=False)
 
 
+class Table(Protocol):
+    """What a batch needs of a table: `streams.transport.ClarionTable`."""
+
+    def get(self, key: str) -> Any: ...
+
+    async def write(self, key: str, value: Any) -> None: ...
+
+
 @dataclass
 class _Entry:
     state: CustomerState
@@ -61,8 +69,8 @@ class _Entry:
 class Working:
     def __init__(
         self,
-        customers: MutableMapping[str, Any],
-        seen: MutableMapping[str, Any],
+        customers: Table,
+        seen: Table,
         cache: StateCache,
         window: timedelta,
         max_ids: int,
@@ -100,7 +108,7 @@ class Working:
             found = self._recent[customer] = (ids, event)
         return found[0]
 
-    def flush(self) -> list[tuple[faust.EventT, Exception]]:
+    async def flush(self) -> list[tuple[faust.EventT, Exception]]:
         """Write back every customer the batch changed: one table write each.
 
         A customer whose write fails does not stop the others; the failures come
@@ -114,7 +122,7 @@ class Working:
                 self._enter(entry.event)
                 due = entry.state.due
                 value = stored.encode(entry.partition, due, entry.state)
-                self._customers[customer] = value
+                await self._customers.write(customer, value)
                 self._cache.put(customer, value, entry.state)
             except Exception as exc:  # reported to the caller, never swallowed
                 failed.append((entry.event, exc))
@@ -123,7 +131,7 @@ class Working:
                 continue  # a duplicate, or nothing accepted: nothing new to remember
             try:
                 self._enter(event)
-                self._seen[customer] = ids.to_json()
+                await self._seen.write(customer, ids.to_json())
             except Exception as exc:
                 failed.append((event, exc))
         return failed

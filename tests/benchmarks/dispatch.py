@@ -44,8 +44,11 @@ async def run(messages: int, batch: int, rate: float, latency_s: float) -> float
         async def flush() -> None:
             return None
 
+        async def mark(customer_id: str, handled: Any) -> None:
+            table[customer_id] = handled
+
         settings = Settings(dispatch_concurrency=batch, rate_sms_per_s=rate, clock="event")
-        sinks = Sinks(record, ignore, ignore, table.get, table.__setitem__, flush)
+        sinks = Sinks(record, ignore, ignore, table.get, mark, flush)
         dispatcher = Dispatcher(
             settings, Templates(POLICIES / "templates"), ChannelRouter({"sms": sms}), sinks
         )

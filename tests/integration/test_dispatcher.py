@@ -51,7 +51,10 @@ class Recorded:
         async def flush() -> None:
             self.flushes += 1
 
-        return Sinks(record, retry, receipt, self.table.get, self.table.__setitem__, flush)
+        async def mark(customer_id: str, handled: Any) -> None:
+            self.table[customer_id] = handled
+
+        return Sinks(record, retry, receipt, self.table.get, mark, flush)
 
     def rows(self) -> list[tuple[str, str]]:
         return [(d.action, d.reason) for d in self.decisions]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from datetime import UTC, datetime, timedelta
@@ -151,10 +152,10 @@ def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
     from streams.working import StateCache, Working
 
     class Refusing(dict[str, Any]):
-        def __setitem__(self, key: str, value: Any) -> None:
+        async def write(self, key: str, value: Any) -> None:
             if key == "C-BAD":
                 raise ValueError("disk full")
-            super().__setitem__(key, value)
+            self[key] = value
 
     customers, seen = Refusing(), Refusing()
     work = Working(customers, seen, StateCache(10), timedelta(hours=1), 8, enter=lambda e: None)
@@ -164,7 +165,7 @@ def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
         work.put(cid, CustomerState(customer_id=cid))
         work.recent(cid, event)  # type: ignore[arg-type]
     work.recent("C-OK", events["C-OK"]).add("evt-1", datetime.now(UTC))  # type: ignore[arg-type]
-    failed = work.flush()
+    failed = asyncio.run(work.flush())
     assert [(e, str(x)) for e, x in failed] == [(events["C-BAD"], "disk full")]
     assert set(customers) == {"C-OK", "C-DUP"}
     assert set(seen) == {"C-OK"}, "a memory nothing was added to is not written again"
