@@ -58,8 +58,10 @@ from faust.stores import memory, rocksdb
 from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, TransportT
+from mode.services import WaitResults
 
 from streams.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
+from streams.delivery import CutShort, FlowSuspended, FlowWait
 from streams.topics import read_past
 
 log = structlog.get_logger()
@@ -160,6 +162,27 @@ _BULK: dict[type, type] = {memory.Store: BulkLoadedStore, rocksdb.Store: BulkLoa
 class _Consumer(driver.Consumer):
     _held: set[TP] | None = None
     """Stream partitions whose resume waits until the flow resumes (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.suspend_flow = FlowSuspended()
+        self._delivery = CutShort()
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        """The consumer loop's delivery of one message, in its own task (streams/delivery.py)."""
+        if timeout is not None or len(coros) != 2 or not isinstance(coros[1], FlowWait):
+            return await super().wait_first(*coros, timeout=timeout)
+        callback = coros[0]
+        if self.suspend_flow.is_set() or self.should_stop or self._crashed.is_set():
+            callback.close()
+            return WaitResults([], [], True)
+        finished, result = await self._delivery.run(callback)
+        return WaitResults([callback], [result], False) if finished else WaitResults([], [], True)
+
+    def stop_flow(self) -> None:
+        super().stop_flow()
+        if self._delivery.cut():
+            log.info("consumer.delivery_cut_short")  # Faust fetches the message again
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
         wanted = ensure_TPset(tps)
