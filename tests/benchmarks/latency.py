@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 from contextlib import ExitStack
@@ -27,7 +28,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams import topics
 from streams.broker import EmbeddedBroker, free_port
 from streams.demo import demo_settings, start_worker, stop_worker
-from tests.benchmarks.pipeline import _msg, cpu_seconds, produce, wait_ready, wait_taken
+from tests.benchmarks.pipeline import (
+    _msg,
+    cpu_seconds,
+    machine_busy,
+    produce,
+    wait_ready,
+    wait_taken,
+)
 
 
 def profiles(customers: int) -> list[tuple[bytes, bytes]]:
@@ -139,7 +147,11 @@ def main() -> None:
             wait_taken(settings.kafka_bootstrap, settings.app_id, [source], workers[0])
             outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
             before = [cpu_seconds(worker.pid) for worker in workers]
+            machine = machine_busy()
             asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
+            busy, total = (now - then for now, then in zip(machine_busy(), machine, strict=True))
+            cores = os.cpu_count() or 1
+            print(f"machine busy                {busy / total * 100:>10.0f} %  of {cores} cores")
             for role, worker, start in zip(roles, workers, before, strict=True):
                 used = (cpu_seconds(worker.pid) - start) / count * 1e6
                 label = f"{role.role} worker CPU per event"
