@@ -113,12 +113,12 @@ class ClarionTable(faust.Table):  # type: ignore[misc]
         changelog after a later direct one, and the older value would win.
         """
         partition = self.partition_for_key(key)  # the event's, as Faust's own write sends it
-        self.data[key] = value
         topic = self.changelog_topic
         raw_key, _ = topic.prepare_key(key, self.key_serializer)
         raw_value, _ = topic.prepare_value(value, self.value_serializer)
         name = topic.get_topic_name()
         sent = await self.app.producer.send(name, raw_key, raw_value, partition, None, None)
+        self.data[key] = value  # after the send is queued: if it raises, neither is written
         assert isinstance(sent, asyncio.Future)
         sent.add_done_callback(self._written)
 

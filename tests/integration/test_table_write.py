@@ -95,3 +95,18 @@ def test_a_write_outside_an_event_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="outside of stream iteration"):
         asyncio.run(table.write("C-1", {}))
     assert "C-1" not in table
+
+
+async def test_a_write_the_producer_refuses_is_not_kept(tmp_path: Path) -> None:
+    app = ClarionApp("write-test-refused", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+    table = transport.table(app, "things", partitions=1)
+
+    async def refuse(*args: Any) -> Any:
+        raise RuntimeError("producer not running")
+
+    app.producer.send = refuse  # type: ignore[method-assign]
+    event = _handling(0)
+    with pytest.raises(RuntimeError, match="producer not running"):
+        await table.write("C-1", {"n": 1})
+    assert "C-1" not in table, "no value in the store without its changelog record"
+    del event
