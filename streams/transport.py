@@ -1,5 +1,10 @@
 """Faust's Kafka transport, with a settable fetch wait and three fixes that keep restarts whole.
 
+Also two shortcuts past Faust's per-message cost, which keep what its own path
+promises: `ClarionTable.write` (a table write's changelog record sent straight
+to the producer) and the consumer's delivery of a message in its own task
+(`streams/delivery.py`). docs/operations.md, "Two shortcuts", has both.
+
 **Fetch wait.** Faust 0.15 fixes the consumer's `fetch_max_wait_ms` at 1500.
 Kafka answers a fetch as soon as data arrives, so that wait costs nothing there.
 Tansu, the embedded broker, holds each fetch for the whole wait. On Tansu every
