@@ -19,6 +19,7 @@ import faust.streams as faust_streams
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
+from structlog.testing import capture_logs
 
 from streams import transport
 from streams.broker import EmbeddedBroker
@@ -110,3 +111,17 @@ async def test_a_write_the_producer_refuses_is_not_kept(tmp_path: Path) -> None:
         await table.write("C-1", {"n": 1})
     assert "C-1" not in table, "no value in the store without its changelog record"
     del event
+
+
+async def test_a_record_the_broker_refuses_later_is_logged_and_not_noted(tmp_path: Path) -> None:
+    app = ClarionApp("write-test-late", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+    table = transport.table(app, "things", partitions=1)
+    noted: list[Any] = []
+    table.data.set_persisted_offset = lambda tp, offset: noted.append(offset)  # type: ignore[method-assign]
+    refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    refused.set_exception(RuntimeError("NotLeaderForPartition"))
+    with capture_logs() as logs:
+        table._written(refused)
+    assert [(e["event"], e["table"]) for e in logs] == [("table.changelog_not_written", "things")]
+    assert "NotLeaderForPartition" in logs[0]["error"]
+    assert noted == [], "no offset noted for a record the broker did not take"

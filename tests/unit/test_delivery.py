@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from streams.delivery import CutShort, FlowSuspended
 from streams.transport import ClarionApp
@@ -113,9 +114,11 @@ async def test_a_rebalance_cuts_the_consumers_waiting_delivery_short(tmp_path: P
         consumer.wait_first(on_message(), consumer.suspend_flow.wait())
     )
     await asyncio.sleep(0.01)
-    consumer.stop_flow()
+    with capture_logs() as logs:
+        consumer.stop_flow()
     got = await asyncio.wait_for(delivering, timeout=2)
     assert (got.done, got.stopped) == ([], True)
+    assert [e["event"] for e in logs] == ["consumer.delivery_cut_short"]
     resumed.set()
     await asyncio.sleep(0.01)
 
