@@ -9,6 +9,12 @@ a fresh account. Their first step is an immediate SMS (fraud ignores contact
 windows). A consumer on `notifications-outbound` matches each request to its
 event by `cause_event_id`. Both clocks are this process's. Prints
 percentiles; asserts nothing.
+
+First, in the same run and at the same rate, the bare Faust agent of the
+pipeline benchmark (`tests/benchmarks/bare_faust.py`: decode and forward, no
+table, no engine) is measured the same way, from producing an event to its copy
+on the agent's sink: the framework's floor, against which the worker's figures
+are read.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -24,10 +32,11 @@ from pathlib import Path
 from statistics import quantiles
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams import topics
 from streams.broker import EmbeddedBroker, free_port
-from streams.demo import demo_settings, start_worker, stop_worker
+from streams.demo import demo_settings, start_process, start_worker, stop_worker
 from tests.benchmarks.pipeline import (
     _msg,
     cpu_seconds,
@@ -65,7 +74,10 @@ def _base(n: int) -> dict[str, object]:
     return {"customer_id": f"C-{n:07d}", "schema_version": 1, "source": "bench"}
 
 
-async def measure(bootstrap: str, source: str, outbound: str, count: int, rate: float) -> None:
+async def measure(
+    bootstrap: str, source: str, outbound: str, count: int, rate: float, first: int = 0
+) -> None:
+    """Produce `count` events from number `first` on at `rate`; print how late each came out."""
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
     consumer = AIOKafkaConsumer(
@@ -82,15 +94,16 @@ async def measure(bootstrap: str, source: str, outbound: str, count: int, rate: 
             now = time.perf_counter()
             for messages in batch.values():
                 for message in messages:
-                    cause = json.loads(message.value or b"{}").get("cause_event_id")
+                    doc = json.loads(message.value or b"{}")
+                    cause = doc.get("cause_event_id") or doc.get("event_id")  # bare: the event
                     if cause in sent_at:
                         latencies.append(now - sent_at.pop(cause))
 
     collector = asyncio.create_task(collect())
     started = time.perf_counter()
     try:
-        for n in range(count):
-            due = started + n / rate
+        for n in range(first, first + count):
+            due = started + (n - first) / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -111,6 +124,70 @@ async def measure(bootstrap: str, source: str, outbound: str, count: int, rate: 
     print(f"latency max                 {max(latencies) * 1000:>10.1f} ms")
 
 
+async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1) for name in names])
+    finally:
+        await admin.close()
+
+
+def floors(broker: EmbeddedBroker, work: Path, count: int, rate: float, partitions: int) -> None:
+    """The same rate through a raw aiokafka forwarder, then through the bare Faust agent."""
+    bootstrap = broker.bootstrap
+    port, ready = free_port(), work / "raw.ready"
+    forwarders = [
+        ("raw aiokafka forwarder", "raw_forward", [str(ready)]),
+        ("bare Faust agent", "bare_faust", [str(port), str(work / "bare-data")]),
+    ]
+    for label, module, extra in forwarders:
+        source, sink = f"{module}-source", f"{module}-sink"
+        asyncio.run(create_topics(bootstrap, [source, sink], partitions))
+        command = [sys.executable, "-m", f"tests.benchmarks.{module}", bootstrap, source, sink]
+        with (work / f"{module}.log").open("wb") as log:
+            proc = start_process([*command, *extra], log)  # type: ignore[arg-type]
+            try:
+                if module == "raw_forward":
+                    wait_file(ready, proc)
+                else:
+                    wait_ready(port)
+                    time.sleep(2)  # its partitions assigned and fetching
+                print(f"{label} (decode and forward only):")
+                run(broker, {"forwarder": proc.pid}, measure_args=(source, sink, count, rate))
+            finally:
+                stop_worker(proc)
+    print("clarion:")
+
+
+def wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the forwarder never became ready (exit {proc.poll()})")
+        time.sleep(0.05)
+
+
+def run(
+    broker: EmbeddedBroker,
+    pids: dict[str, int],
+    measure_args: tuple[str, str, int, float],
+) -> None:
+    """One measurement, then the CPU each process used per event while it ran."""
+    source, sink, count, rate = measure_args
+    watched = {**pids, "broker": broker.pid or 0, "benchmark": os.getpid()}
+    before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    machine = machine_busy()
+    asyncio.run(measure(broker.bootstrap, source, sink, count, rate))
+    busy, total = (now - then for now, then in zip(machine_busy(), machine, strict=True))
+    cores = os.cpu_count() or 1
+    print(f"machine busy                {busy / total * 100:>10.0f} %  of {cores} cores")
+    for name, pid in watched.items():
+        used = (cpu_seconds(pid) - before[name]) / count * 1e6
+        label = f"{name} CPU per event"
+        print(f"  {label:<26}{used:>10,.0f} µs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second")
@@ -127,6 +204,7 @@ def main() -> None:
             update={"log_level": "warning", "commit_interval_s": 2.8, **unpaced}
         )
         asyncio.run(topics.ensure_topics(settings))
+        floors(broker, Path(tmp), count, args.rate, settings.partitions)
         source = settings.topic(topics.ACCOUNT_EVENTS)
         asyncio.run(produce(broker.bootstrap, source, profiles(count)))
         roles = [settings]
@@ -146,16 +224,8 @@ def main() -> None:
                 wait_ready(role.web_port)
             wait_taken(settings.kafka_bootstrap, settings.app_id, [source], workers[0])
             outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
-            before = [cpu_seconds(worker.pid) for worker in workers]
-            machine = machine_busy()
-            asyncio.run(measure(broker.bootstrap, source, outbound, count, args.rate))
-            busy, total = (now - then for now, then in zip(machine_busy(), machine, strict=True))
-            cores = os.cpu_count() or 1
-            print(f"machine busy                {busy / total * 100:>10.0f} %  of {cores} cores")
-            for role, worker, start in zip(roles, workers, before, strict=True):
-                used = (cpu_seconds(worker.pid) - start) / count * 1e6
-                label = f"{role.role} worker CPU per event"
-                print(f"{label:<28}{used:>10,.0f} µs")
+            pids = {f"{role.role} worker": w.pid for role, w in zip(roles, workers, strict=True)}
+            run(broker, pids, measure_args=(source, outbound, count, args.rate))
 
 
 if __name__ == "__main__":
