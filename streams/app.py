@@ -60,7 +60,7 @@ from streams.transport import ClarionApp
 from streams.web import api, page, webhooks
 from streams.web.links import LinkKeys
 from streams.web.webhooks import LiveCalls
-from streams.working import StateCache, Working
+from streams.working import Working
 
 log = structlog.get_logger(__name__)
 
@@ -289,15 +289,13 @@ def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
                 if tp.topic == ticks_name:
                     await ticks.send(value=now, partition=tp.partition)
 
-    cache = StateCache(settings.state_cache_size)
-
     @app.agent(inputs, name="intake", concurrency=1)
     async def intake(stream: faust.StreamT[bytes]) -> None:
         """Batches of inputs; each customer's state is read and written once per batch."""
         async for events in stream.take_events(
             settings.intake_batch, within=settings.intake_batch_wait_s
         ):
-            work = Working(customers, seen, cache, window, settings.dedupe_max_ids, enter=_enter)
+            work = Working(customers, seen, window, settings.dedupe_max_ids, enter=_enter)
             for event in events:
                 _enter(event)
                 try:

@@ -59,9 +59,6 @@ class Settings(BaseModel):
     intake_batch_wait_s: float = Field(
         default=0.005, gt=0, description="how long intake waits to fill a batch"
     )
-    state_cache_size: int = Field(
-        default=100_000, ge=0, description="decoded customer states kept between batches"
-    )
     tick_interval_s: float = Field(
         default=0.25, gt=0, description="how often a worker advances its timers (wall clock)"
     )

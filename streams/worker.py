@@ -7,10 +7,14 @@ import logging
 
 import faust
 
+from streams import collector
 from streams.app import create_app
 from streams.logging import configure
 from streams.settings import Settings
 from streams.topics import ensure_topics
+
+PAUSE_LOGGED_S = 0.1
+"""A garbage collection that stops the loop this long is logged (`gc.pause`)."""
 
 
 class _Worker(faust.Worker):
@@ -24,9 +28,15 @@ class _Worker(faust.Worker):
         self.spinner = None
         super().on_setup_root_logger(logger, level)
 
+    async def on_startup_finished(self) -> None:
+        """Ready: what is alive now lives as long as the worker, so the collector skips it."""
+        await super().on_startup_finished()
+        collector.freeze_startup()
+
 
 def run_worker(settings: Settings) -> None:
     configure(settings.log_format, settings.log_level)
+    collector.watch(PAUSE_LOGGED_S)
     asyncio.run(ensure_topics(settings))
     app = create_app(settings)
     # Faust's own logs (stdlib logging) at warning and above; ours go through structlog.

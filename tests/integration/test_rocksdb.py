@@ -104,6 +104,9 @@ def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
     read = [e for e in logged(tmp_path / "second.log") if e.get("event") == "table.read_in_bulk"]
     assert sum(e["records"] for e in read if e["table"] == "customers") >= 10
     assert_as_simulated(decisions, policy)
+    # Ready, the worker took its start-up heap out of the collector's walks (streams/collector.py).
+    frozen = [e for e in logged(tmp_path / "second.log") if e.get("event") == "gc.startup_frozen"]
+    assert len(frozen) == 1 and frozen[0]["objects"] > 50_000
 
 
 def assert_as_simulated(decisions: list[Decision], policy: PolicySet) -> None:

@@ -149,7 +149,7 @@ def test_an_email_html_part_is_its_own_template_in_the_same_language() -> None:
 def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
     from typing import Any
 
-    from streams.working import StateCache, Working
+    from streams.working import Working
 
     class Refusing(dict[str, Any]):
         async def write(self, key: str, value: Any) -> None:
@@ -158,7 +158,7 @@ def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
             self[key] = value
 
     customers, seen = Refusing(), Refusing()
-    work = Working(customers, seen, StateCache(10), timedelta(hours=1), 8, enter=lambda e: None)
+    work = Working(customers, seen, timedelta(hours=1), 8, enter=lambda e: None)
     events = {"C-OK": object(), "C-BAD": object(), "C-DUP": object()}
     for cid, event in events.items():
         work.state(cid, 0, event)  # type: ignore[arg-type]
