@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.broker import EmbeddedBroker, metadata_ok
 from streams.topics import read_past
-from streams.transport import rewind_uncommitted
+from streams.transport import rewind_uncommitted, set_paused_in_client
 
 pytestmark = pytest.mark.integration
 
@@ -177,4 +177,59 @@ def test_a_partition_never_committed_is_rewound_by_the_seek_back(broker: Embedde
         "ours, skipped": 3,  # as a table's changelog is: recovery positions it
         "ours, never committed": 0,
         "ours, committed 2": 2,
+    }
+
+
+def test_a_changelog_partition_paused_in_the_client_holds_up_no_fetch(
+    broker: EmbeddedBroker,
+) -> None:
+    """Faust pauses a changelog only in its own books; ours pauses it in aiokafka too (fault 5).
+
+    Records fetched for a partition nobody takes stay in aiokafka's buffer, and
+    while they do it sends the broker no new fetch for up to 100 ms: after every
+    assignment, the worker's first write to each changelog partition stalled
+    intake that long. Paused in the client, the partition is not fetched at all.
+    """
+    stream, changelog, elsewhere = (TopicPartition("paused", n) for n in (0, 1, 2))
+
+    async def run() -> dict[str, object]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, fetch_max_wait_ms=10)
+        await producer.start()
+        await consumer.start()
+        try:
+            await producer.send_and_wait("paused", b"first", partition=changelog.partition)
+            consumer.assign([stream, changelog])
+            await consumer.seek_to_beginning(stream, changelog)
+            found: dict[str, object] = {}
+
+            async def untaken() -> bool:
+                """Whether the changelog's records sit fetched, untaken (500 ms to show up)."""
+                for _ in range(50):
+                    await consumer.getmany(stream, timeout_ms=10)  # taking the stream only
+                    if changelog in consumer._fetcher._records:
+                        return True
+                return False
+
+            found["as Faust leaves it: fetched, never taken"] = await untaken()
+            consumer.seek(changelog, 0)  # drops what was fetched, as a rebalance does
+            set_paused_in_client(
+                consumer, [changelog, elsewhere], True
+            )  # `elsewhere` is not assigned
+            found["paused in the client"] = consumer.paused()
+            await producer.send_and_wait("paused", b"second", partition=changelog.partition)
+            found["ours: fetched"] = await untaken()
+            set_paused_in_client(consumer, [changelog], False)
+            batch = await consumer.getmany(changelog, timeout_ms=2000)
+            found["resumed: read again"] = [r.value for r in batch.get(changelog, [])]
+            return found
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    assert asyncio.run(run()) == {
+        "as Faust leaves it: fetched, never taken": True,
+        "paused in the client": {changelog},
+        "ours: fetched": False,
+        "resumed: read again": [b"first", b"second"],
     }

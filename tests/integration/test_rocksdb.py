@@ -107,6 +107,11 @@ def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
     # Ready, the worker took its start-up heap out of the collector's walks (streams/collector.py).
     frozen = [e for e in logged(tmp_path / "second.log") if e.get("event") == "gc.startup_frozen"]
     assert len(frozen) == 1 and frozen[0]["objects"] > 50_000
+    # Recovered, its changelogs were paused in aiokafka too (fault 5, streams/transport.py).
+    paused = [
+        e for e in logged(tmp_path / "second.log") if e.get("event") == "consumer.changelogs_paused"
+    ]
+    assert paused and all(e["partitions"] > 0 for e in paused)
 
 
 def assert_as_simulated(decisions: list[Decision], policy: PolicySet) -> None:
