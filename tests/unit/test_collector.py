@@ -27,24 +27,25 @@ def test_freezing_takes_what_is_alive_out_of_later_collections(unfrozen: None) -
     assert not any(obj is kept for obj in gc.get_objects()), "the collector no longer walks them"
 
 
-def test_a_collection_at_least_as_long_as_the_threshold_is_logged() -> None:
-    watcher = collector.watch(0.0)
+def _pauses_logged(threshold_s: float) -> list[dict[str, object]]:
+    """The `gc.pause` events of one full collection, watched with this threshold."""
+    watcher = collector.watch(threshold_s)
     try:
         with capture_logs() as logs:
             gc.collect()
     finally:
         gc.callbacks.remove(watcher)
-    pauses = [e for e in logs if e["event"] == "gc.pause"]
+    return [e for e in logs if e["event"] == "gc.pause"]
+
+
+def test_a_collection_at_least_as_long_as_the_threshold_is_logged() -> None:
+    pauses = _pauses_logged(0.0)
     assert pauses, "a full collection takes some time, so a zero threshold logs it"
-    assert pauses[-1]["generation"] == 2 and pauses[-1]["log_level"] == "warning"
-    assert pauses[-1]["ms"] >= 0 and pauses[-1]["tracked"] > 0
+    last = pauses[-1]
+    assert last["generation"] == 2 and last["log_level"] == "warning"
+    assert isinstance(last["ms"], float) and last["ms"] >= 0
+    assert isinstance(last["tracked"], int) and last["tracked"] > 0
 
 
 def test_a_shorter_collection_is_not_logged() -> None:
-    watcher = collector.watch(60.0)
-    try:
-        with capture_logs() as logs:
-            gc.collect()
-    finally:
-        gc.callbacks.remove(watcher)
-    assert not [e for e in logs if e["event"] == "gc.pause"]
+    assert _pauses_logged(60.0) == []
