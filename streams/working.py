@@ -10,8 +10,8 @@ Decoded states are not kept from one batch to the next. A cache of them (until
 2026-11-30) saved decoding, but a decoded state is about 20 objects that Python's
 collector walks on every full collection: with it, a worker stopped for up to
 200 ms at a time, and p99 latency at 500 events/s was 290 ms against 110 ms
-without it, at no lower CPU per event (docs/performance.md, "Garbage collector
-pauses").
+without it, at no lower CPU per event (docs/performance.md, "Latency";
+docs/operations.md, "Garbage collector pauses").
 """
 
 from __future__ import annotations
