@@ -23,7 +23,7 @@ from policies.simulator import Replayable, simulate
 from schemas.examples import EXAMPLE_DATA
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams import timeline
+from streams import collector, timeline
 from streams.app import templates_dir
 
 SAMPLE_LINKS = {"preferences": "https://clarion.example.com/p/sample-token"}
@@ -161,7 +161,8 @@ def simulate_command(
             bad += 1
         else:
             parsed.append(checked)
-    decisions, sim = simulate(parsed, policy, until)
+    with collector.for_replay():
+        decisions, sim = simulate(parsed, policy, until)
     if fmt == "jsonl":
         for decision in decisions:
             out.write(json.dumps(timeline.row(decision)) + "\n")

@@ -28,6 +28,7 @@ from policies.state import CustomerState
 from policies.windows import next_allowed
 from schemas.customer import QuietHours
 from schemas.events import Event, event_from_dict
+from streams.collector import REPLAY_THRESHOLDS, for_replay
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "deploy" / "policies"
@@ -85,7 +86,18 @@ class CollectorClock:
 
 
 def engine_throughput(policy: PolicySet, customers: int) -> None:
+    """The replay twice: the collector at Python's defaults, then as `policy simulate` sets it."""
     events = scaled_events(customers)
+    print("collector at Python's defaults (700, 10, 10):")
+    replay(policy, events)
+    with for_replay():
+        print(f"collector as `clarion policy simulate` sets it {REPLAY_THRESHOLDS}:")
+        replay(policy, events)
+    per_kind(policy, [e for e in events if int(e.customer_id.rsplit("-", 1)[1]) < 100])
+
+
+def replay(policy: PolicySet, events: list[Event]) -> None:
+    windows._ANSWERS.clear()  # each replay searches its windows afresh
     sim = CountingSimulator(policy)
     gc.collect()
     with CollectorClock() as collector:
@@ -97,17 +109,18 @@ def engine_throughput(policy: PolicySet, customers: int) -> None:
         elapsed = time.perf_counter() - started
     inputs = sum(sim.inputs.values())
     searches = len(windows._ANSWERS)  # one per (minute, zones, window, quiet hours) met
-    print(f"customers            {len(sim.states):>12,}")
-    print(f"events               {sim.inputs['event']:>12,}")
-    print(f"timer ticks          {sim.inputs['tick']:>12,}")
-    print(f"decisions            {decisions:>12,}")
-    print(f"elapsed              {elapsed:>12.2f} s")
-    print(f"inputs per second    {inputs / elapsed:>12,.0f}")
-    print(f"decisions per second {decisions / elapsed:>12,.0f}")
+    print(f"  customers            {len(sim.states):>12,}")
+    print(f"  events               {sim.inputs['event']:>12,}")
+    print(f"  timer ticks          {sim.inputs['tick']:>12,}")
+    print(f"  decisions            {decisions:>12,}")
+    print(f"  elapsed              {elapsed:>12.2f} s")
+    print(f"  inputs per second    {inputs / elapsed:>12,.0f}")
+    print(f"  decisions per second {decisions / elapsed:>12,.0f}")
     share = collector.seconds / elapsed
-    print(f"in the collector     {collector.seconds:>12.2f} s  ({share:.0%} of elapsed)")
-    print(f"window searches      {searches:>12,}  (the rest answered from the minute's cache)")
-    per_kind(policy, [e for e in events if int(e.customer_id.rsplit("-", 1)[1]) < 100])
+    print(f"  in the collector     {collector.seconds:>12.2f} s  ({share:.0%} of elapsed)")
+    print(f"  window searches      {searches:>12,}  (the rest from the minute's cache)")
+    del sim
+    gc.collect()
 
 
 def per_kind(policy: PolicySet, events: list[Event]) -> None:

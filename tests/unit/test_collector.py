@@ -49,3 +49,13 @@ def test_a_collection_at_least_as_long_as_the_threshold_is_logged() -> None:
 
 def test_a_shorter_collection_is_not_logged() -> None:
     assert _pauses_logged(60.0) == []
+
+
+def test_a_replay_collects_rarely_and_leaves_the_thresholds_as_it_found_them() -> None:
+    before = gc.get_threshold()
+    with collector.for_replay():
+        assert gc.get_threshold() == collector.REPLAY_THRESHOLDS
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), collector.for_replay():
+        raise RuntimeError("a replay that fails")
+    assert gc.get_threshold() == before
