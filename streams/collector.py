@@ -81,8 +81,8 @@ REPLAY_THRESHOLDS = (50_000, 20, 100)
 def for_replay() -> Iterator[None]:
     """Rarer collections while a replay runs; the thresholds it found, after.
 
-    100,000 customers' replay: 13.5 s of 38.6 s in the collector with the
-    defaults (700, 10, 10), 3.3 s of 26.5 s with these (docs/performance.md).
+    100,000 customers' replay: 13.8 s of 38.2 s in the collector with the
+    defaults (700, 10, 10), 3.5 s of 26.2 s with these (docs/performance.md).
     """
     before = gc.get_threshold()
     gc.set_threshold(*REPLAY_THRESHOLDS)
