@@ -457,7 +457,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts"
 
 def test_the_preference_page_in_a_real_browser(running: Running) -> None:
     from selenium import webdriver
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -466,8 +466,10 @@ def test_the_preference_page_in_a_real_browser(running: Running) -> None:
 
     def heading(text: str) -> None:
         """Wait for the page whose title is `text` (a submit loads the next page on its own)."""
-        # An element of the page being replaced goes stale under us: look again.
-        WebDriverWait(browser, 15, ignored_exceptions=[StaleElementReferenceException]).until(
+        # An element of the page being replaced goes stale under us: look again. Chrome
+        # says so as a stale reference, or as "Node with given id does not belong to
+        # the document" (a plain WebDriverException; it failed a fresh clone's run).
+        WebDriverWait(browser, 15, ignored_exceptions=[WebDriverException]).until(
             lambda b: any(h.text == text for h in b.find_elements(By.TAG_NAME, "h1"))
         )
 
