@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -25,6 +25,8 @@ from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams import collector, timeline
 from streams.app import templates_dir
+from streams.dedupe import RecentIds
+from streams.settings import Settings
 
 SAMPLE_LINKS = {"preferences": "https://clarion.example.com/p/sample-token"}
 """What `links.*` holds when `check` renders a template: a signed link in production."""
@@ -147,20 +149,31 @@ def simulate_command(
     policy, _ = loaded
     parsed: list[Replayable] = []
     bad = 0
+    retries = _Retries()
     for number, line in _lines(events):
         if _is_receipt(line):
             try:
-                parsed.append(DeliveryReceipt.model_validate_json(line))
+                receipt = DeliveryReceipt.model_validate_json(line)
             except ValidationError as exc:
                 err.write(f"{events}:{number}: not a delivery receipt: {exc.errors()[0]['msg']}\n")
                 bad += 1
+                continue
+            first = retries.seen(receipt.customer_id, receipt.receipt_id, number)
+            if first is None:
+                parsed.append(receipt)
+            else:
+                err.write(f"{events}:{number}: {_dropped('receipt_id', receipt.receipt_id, first)}")
             continue
         checked = check_event(line.encode(), None, max_bytes=1 << 20, keyed=False)
         if isinstance(checked, Rejection):
             err.write(f"{events}:{number}: {checked.reason}\n")
             bad += 1
-        else:
+            continue
+        first = retries.seen(checked.customer_id, checked.event_id, number)
+        if first is None:
             parsed.append(checked)
+        else:
+            err.write(f"{events}:{number}: {_dropped('event_id', checked.event_id, first)}")
     with collector.for_replay():
         decisions, sim = simulate(parsed, policy, until)
     if fmt == "jsonl":
@@ -170,6 +183,43 @@ def simulate_command(
         zones = {cid: list(s.profile.time_zones) for cid, s in sim.states.items()}
         out.write(timeline.render(decisions, zones))
     return 2 if bad else 0
+
+
+class _Retries:
+    """Intake's duplicate rule, in file order: a customer's repeated event or receipt id is
+    a producer's retry, and intake drops it. Without this, a file holding a retry would
+    simulate a decision the pipeline never makes.
+
+    The ids are kept as intake keeps them (`streams.dedupe.RecentIds`, at most
+    `dedupe_max_ids` per customer). A file is one moment of the worker's wall
+    clock, so the dedupe window never forgets one here.
+    """
+
+    def __init__(self) -> None:
+        self._window = timedelta(hours=_DEFAULTS["dedupe_window_hours"].default)
+        self._max = int(_DEFAULTS["dedupe_max_ids"].default)
+        self._recent: dict[str, RecentIds] = {}
+        self._lines: dict[tuple[str, str], int] = {}
+
+    def seen(self, customer: str, item_id: str | None, line: int) -> int | None:
+        """The line that first carried `item_id` for `customer`; None (and remembered) if new."""
+        if item_id is None:  # the dispatcher's own receipts carry no id; intake keeps them all
+            return None
+        recent = self._recent.setdefault(customer, RecentIds([], self._window, self._max))
+        if item_id in recent:
+            return self._lines[customer, item_id]
+        recent.add(item_id, _ONE_MOMENT)
+        self._lines[customer, item_id] = line
+        return None
+
+
+_DEFAULTS = Settings.model_fields
+_ONE_MOMENT = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _dropped(name: str, item_id: str | None, first: int) -> str:
+    said = f"duplicate {name} {item_id!r} (first on line {first})"
+    return said + ": dropped, as intake drops a retry\n"
 
 
 def _is_receipt(line: str) -> bool:

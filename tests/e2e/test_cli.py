@@ -141,15 +141,40 @@ def test_policy_simulate_prints_jsonl_and_exits_2_on_a_bad_line(tmp_path: Path) 
     }.items() <= rows[-1].items()
 
 
+def test_policy_simulate_drops_a_retry_as_intake_does(tmp_path: Path) -> None:
+    """A repeated event id for a customer is a producer's retry: named on stderr, not replayed."""
+    from tests.conftest import STORIES
+
+    lines = STORIES.read_text().splitlines(keepends=True)
+    retried = next(n for n, line in enumerate(lines) if '"payment.missed"' in line)
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(lines) + lines[retried])
+    args = ("policy", "simulate", "--policies", str(POLICIES), "--format", "jsonl")
+    alone = clarion(*args, "--events", str(STORIES))
+    result = clarion(*args, "--events", str(events))
+    assert result.returncode == 0, result.stderr
+    event_id = json.loads(lines[retried])["event_id"]
+    assert result.stderr == (
+        f"{events}:{len(lines) + 1}: duplicate event_id {event_id!r} "
+        f"(first on line {retried + 1}): dropped, as intake drops a retry\n"
+    )
+    assert result.stdout == alone.stdout
+
+
 def test_two_drivers_one_answer(tmp_path: Path) -> None:
     """The running pipeline (demo: real broker, real agents, virtual clock) decides exactly
     what `policy simulate` predicts for the same events and policies."""
     from tests.conftest import MALFORMED, STORIES
 
-    demo = clarion("demo", "--workdir", str(tmp_path / "demo"), "--format", "jsonl")
+    stories = STORIES.read_text().splitlines(keepends=True)
+    retry = tmp_path / "retry.jsonl"  # a producer's retry: one of the stories' lines again
+    retry.write_text(next(line for line in stories if '"payment.missed"' in line))
+    files = [STORIES, MALFORMED, retry]
+    feed = [arg for path in files for arg in ("--events", str(path))]
+    demo = clarion("demo", *feed, "--workdir", str(tmp_path / "demo"), "--format", "jsonl")
     assert demo.returncode == 0, demo.stderr
     both = tmp_path / "all.jsonl"
-    both.write_text(STORIES.read_text() + MALFORMED.read_text())
+    both.write_text("".join(path.read_text() for path in files))
     sim = clarion(
         "policy",
         "simulate",
@@ -172,6 +197,8 @@ def test_two_drivers_one_answer(tmp_path: Path) -> None:
     simulated = sorted(k for k in map(key, sim.stdout.splitlines()) if k[2] in compared)
     assert pipeline == simulated
     assert len([k for k in pipeline if k[2] == "sent"]) == 27
+    last = len(both.read_text().splitlines())
+    assert f"{both}:{last}: duplicate event_id" in sim.stderr  # dropped, as intake drops it
 
 
 def test_policy_simulate_replays_what_came_back_in(tmp_path: Path) -> None:
