@@ -50,7 +50,7 @@ from schemas.dead_letters import DeadLetter, RejectCode
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams import replies, stored, topics, transport
+from streams import replies, security, stored, topics, transport
 from streams.clock import now_for
 from streams.dispatch import Attempt, Dispatcher, Sinks
 from streams.providers import build_channels
@@ -89,6 +89,7 @@ def create_app(
         changelog_prefix=settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=security.credentials(settings),
         store=settings.store,
         datadir=str(settings.data_dir),
         autodiscover=False,

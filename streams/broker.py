@@ -111,9 +111,13 @@ class EmbeddedBroker:
         binary: str | None = None,
         log_path: Path | None = None,
         start_timeout: float = 10.0,
+        advertised_port: int | None = None,
     ) -> None:
+        """`advertised_port`: the port clients are told to connect to, when something (a
+        TLS gateway in the security tests) stands in front of the broker's own."""
         self._binary = binary
         self._log_path = log_path
+        self._advertised_port = advertised_port
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -132,6 +136,7 @@ class EmbeddedBroker:
         for _ in range(3):  # another process may take the free port between bind and start
             self.port = free_port()
             url = f"tcp://127.0.0.1:{self.port}"
+            advertised = f"tcp://127.0.0.1:{self._advertised_port or self.port}"
             out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
             try:
                 self._proc = subprocess.Popen(
@@ -141,7 +146,7 @@ class EmbeddedBroker:
                         "--listener-url",
                         url,
                         "--advertised-listener-url",
-                        url,
+                        advertised,
                         "--storage-engine",
                         "memory://tansu/",
                     ],

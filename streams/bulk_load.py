@@ -34,6 +34,7 @@ from faust.stores import memory, rocksdb
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+from streams.security import client_options
 from streams.topics import read_past
 
 log = structlog.get_logger()
@@ -87,6 +88,7 @@ class _BulkLoaded:
         parts = {TopicPartition(tp.topic, tp.partition): tp for tp in starts}
         transport = self.app.transport
         bootstrap = driver.server_list(transport.url, transport.default_port)
+        options = client_options(self.app.conf.broker_credentials)
         started = time.perf_counter()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -94,13 +96,14 @@ class _BulkLoaded:
             max_partition_fetch_bytes=8 << 20,
             fetch_max_bytes=32 << 20,
             fetch_max_wait_ms=10,  # a fetch in flight holds `stop` for this long (Tansu)
+            **options,
         )
         await consumer.start()
         last: dict[TP, int] = {}
         records = 0
         try:
             consumer.assign(list(parts))
-            ends = await read_past(bootstrap, await consumer.end_offsets(list(parts)))
+            ends = await read_past(bootstrap, await consumer.end_offsets(list(parts)), options)
             for part, tp in parts.items():
                 consumer.seek(part, starts[tp])
             left = {part for part in parts if ends[part] > starts[parts[part]]}

@@ -62,9 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "worker":
+            from streams.topics import BrokerUnreachable
             from streams.worker import run_worker
 
-            run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
+            try:
+                run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
+            except BrokerUnreachable as exc:
+                print(f"clarion worker: {exc}", file=sys.stderr)
+                return 1
             return 0
         if args.command == "demo":
             from streams.demo import DEMO_DIR, DemoError, run_demo

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 PREFIX = "CLARION_"
+_SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 
 
 class SettingsError(RuntimeError):
@@ -26,6 +27,21 @@ class Settings(BaseModel):
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092", description="host:port[,host:port...] of any Kafka cluster"
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how every Kafka connection is made (streams/security.py)"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) the broker's is checked against; "
+        "unset: the system's trust store",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="a client certificate (PEM), for brokers that ask for one"
+    )
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="its private key (PEM)")
     app_id: str = Field(default="clarion", pattern=r"^[A-Za-z0-9._-]+$")
     role: Literal["all", "intake", "dispatch"] = Field(
         default="all",
@@ -172,6 +188,24 @@ class Settings(BaseModel):
             raise ValueError(f"missing for the configured channels: {', '.join(missing)}")
         return self
 
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> Settings:
+        """A half-configured connection fails at start-up, naming what is missing or stray."""
+        protocol = self.kafka_security_protocol
+        problems: list[str] = []
+        if protocol.startswith("SASL_"):
+            for name in ("kafka_sasl_username", "kafka_sasl_password"):
+                if not getattr(self, name):
+                    problems.append(f"{PREFIX}{name.upper()} is required with {protocol}")
+        if not protocol.endswith("SSL"):
+            stray = [n for n in _SSL_FILES if getattr(self, n) is not None]
+            problems += [f"{PREFIX}{n.upper()} is set but {protocol} uses no TLS" for n in stray]
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            problems.append(f"{PREFIX}KAFKA_SSL_CERTFILE and {PREFIX}KAFKA_SSL_KEYFILE go together")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def status_callback_url(self) -> str | None:
         """Where Twilio reports on a message or call: explicit, else under the public URL."""
         if self.twilio_status_callback_url:
@@ -220,4 +254,4 @@ class Settings(BaseModel):
 
 
 def _secret(field: str) -> bool:
-    return field.endswith(("_token", "_key", "_secret", "_keys"))
+    return field.endswith(("_token", "_key", "_secret", "_keys", "_password"))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from streams import security
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -52,10 +54,24 @@ class TopicLayoutError(RuntimeError):
     """A topic exists with a partition count other than the configured one."""
 
 
+class BrokerUnreachable(RuntimeError):
+    """No connection to the configured broker: down, wrong address, or refused credentials."""
+
+
 async def ensure_topics(settings: Settings) -> None:
     """Create every Clarion topic that is missing; check the partition count of the rest."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, **security.for_settings(settings)
+    )
+    try:
+        await admin.start()
+    except KafkaConnectionError:
+        await admin.close()
+        raise BrokerUnreachable(
+            f"cannot reach the broker at {settings.kafka_bootstrap} over "
+            f"{settings.kafka_security_protocol} (aiokafka's reason is logged above; check "
+            "CLARION_KAFKA_BOOTSTRAP and the CLARION_KAFKA_SECURITY_PROTOCOL settings)"
+        ) from None
     try:
         wanted = [
             NewTopic(
@@ -101,20 +117,24 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
 
 
 async def read_past(
-    bootstrap: str | list[str], reported: Mapping[TopicPartition, int]
+    bootstrap: str | list[str],
+    reported: Mapping[TopicPartition, int],
+    options: Mapping[str, Any] | None = None,
 ) -> dict[TopicPartition, int]:
     """End offsets as the records say, given what ListOffsets answered.
 
     Tansu 0.6 answers ListOffsets with the last record batch's base offset + 1,
     which is short of the end whenever that batch holds more than one record. So
     each partition is read from the reported offset on. On Kafka this finds
-    nothing more and changes nothing.
+    nothing more and changes nothing. `options`: how to connect (`streams.security`).
     """
     ends = dict(reported)
     parts = [tp for tp, end in ends.items() if end > 0]
     if not parts:
         return ends
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **(options or {})
+    )
     await consumer.start()
     try:
         consumer.assign(parts)

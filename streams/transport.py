@@ -80,6 +80,7 @@ from mode.services import WaitResults
 
 from streams.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
 from streams.delivery import CutShort, FlowSuspended, FlowWait
+from streams.security import client_options
 from streams.topics import read_past
 
 log = structlog.get_logger()
@@ -285,7 +286,8 @@ def _transport(wait_ms: int | None) -> type[driver.Transport]:
             if self.consumer.in_transaction:
                 return reported
             bootstrap = driver.server_list(self.transport.url, self.transport.default_port)
-            return await read_past(bootstrap, reported)
+            options = client_options(self.app.conf.broker_credentials)
+            return await read_past(bootstrap, reported, options)
 
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)

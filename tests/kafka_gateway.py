@@ -1,0 +1,243 @@
+"""A TLS and SASL/PLAIN front door to the embedded broker, as a bank's Kafka has one.
+
+Tansu 0.6 takes only plain connections here: its `--cert` cannot be combined
+with `--key`, and a broker started with `--authentication` refuses the
+`tansu user create` that would give it a user. So the security tests put
+this gateway in front of it and have the broker advertise the gateway's
+address: every connection a client makes, bootstrap or not, goes through it.
+
+The gateway does what a broker does at the door. It terminates TLS with a
+certificate signed by a test CA (and asks for a client certificate when told
+to). With `users`, it answers the SASL handshake and `SaslAuthenticate`
+itself (PLAIN only), refuses any other request before them, and checks the
+password. After that it only copies bytes. The clients on the other side are
+the real ones: aiokafka and Faust, configured by `streams.security`.
+
+`Pki` makes the certificates with `cryptography`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import ssl
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+_API_VERSIONS, _SASL_HANDSHAKE, _SASL_AUTHENTICATE = 18, 17, 36
+_UNSUPPORTED_SASL_MECHANISM, _SASL_AUTHENTICATION_FAILED, _ILLEGAL_SASL_STATE = 33, 58, 34
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    @classmethod
+    def make(cls, folder: Path, name: str = "test") -> Pki:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+        ca = (
+            _builder(ca_name, ca_name, ca_key)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        paths = {"ca": folder / f"{name}-ca.pem"}
+        paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        for role in ("server", "client"):
+            key = ec.generate_private_key(ec.SECP256R1())
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} {role}")])
+            builder = _builder(subject, ca_name, key)
+            if role == "server":
+                where = x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                )
+                builder = builder.add_extension(where, critical=False)
+            cert = builder.sign(ca_key, hashes.SHA256())
+            paths[f"{role}_cert"] = folder / f"{name}-{role}.pem"
+            paths[f"{role}_key"] = folder / f"{name}-{role}-key.pem"
+            paths[f"{role}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            paths[f"{role}_key"].write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        return cls(**paths)
+
+    def server_context(self, *, client_certificates: bool) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.server_cert, self.server_key)
+        if client_certificates:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(self.ca)
+        return context
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey
+) -> x509.CertificateBuilder:
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+    )
+
+
+class KafkaGateway:
+    """``with KafkaGateway(port, upstream_port, tls=..., users=...) as gateway: ...``"""
+
+    def __init__(
+        self,
+        port: int,
+        upstream_port: int,
+        *,
+        tls: ssl.SSLContext | None,
+        users: dict[str, str] | None = None,
+    ) -> None:
+        self.port, self._upstream, self._tls, self._users = port, upstream_port, tls, users
+        self.authenticated: list[str] = []
+        """The user of every connection that passed SASL, in order."""
+        self.refused: list[str] = []
+        """Why each refused connection was refused."""
+        self.connections = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    def __enter__(self) -> KafkaGateway:
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        started.result(timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, ssl=self._tls
+        )
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._open:
+            writer.close()
+
+    async def _serve(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        self.connections += 1
+        up_in, up_out = await asyncio.open_connection("127.0.0.1", self._upstream)
+        self._open |= {client_out, up_out}
+        try:
+            if self._users is None or await self._authenticate(
+                client_in, client_out, up_in, up_out
+            ):
+                await asyncio.gather(_copy(client_in, up_out), _copy(up_in, client_out))
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            for writer in (client_out, up_out):
+                writer.close()
+                self._open.discard(writer)
+
+    async def _authenticate(
+        self,
+        client_in: asyncio.StreamReader,
+        client_out: asyncio.StreamWriter,
+        up_in: asyncio.StreamReader,
+        up_out: asyncio.StreamWriter,
+    ) -> bool:
+        """SASL/PLAIN before anything else; ApiVersions may come first, as Kafka allows."""
+        handshaken = False
+        while True:
+            frame = await _read_frame(client_in)
+            api_key, version, correlation = struct.unpack(">hhi", frame[:8])
+            if api_key == _API_VERSIONS:
+                up_out.write(struct.pack(">i", len(frame)) + frame)
+                client_out.write(_framed(await _read_frame(up_in)))
+            elif api_key == _SASL_HANDSHAKE:
+                mechanism = _string(frame, _after_client_id(frame))[0]
+                error = 0 if mechanism == "PLAIN" else _UNSUPPORTED_SASL_MECHANISM
+                body = struct.pack(">ihi", correlation, error, 1) + _str(b"PLAIN")
+                client_out.write(_framed(body))
+                handshaken = error == 0
+            elif api_key == _SASL_AUTHENTICATE and handshaken:
+                (size,) = struct.unpack(">i", frame[_after_client_id(frame) :][:4])
+                start = _after_client_id(frame) + 4
+                _, user, password = frame[start : start + size].decode().split("\0")
+                ok = self._users is not None and self._users.get(user) == password
+                message = None if ok else b"Authentication failed: invalid username or password"
+                body = struct.pack(">ih", correlation, 0 if ok else _SASL_AUTHENTICATION_FAILED)
+                body += _str(message) + struct.pack(">i", 0)
+                if version >= 1:
+                    body += struct.pack(">q", 0)
+                client_out.write(_framed(body))
+                await client_out.drain()
+                if ok:
+                    self.authenticated.append(user)
+                    return True
+                self.refused.append(f"{user}: wrong password")
+                return False
+            else:
+                self.refused.append(f"request {api_key} before SASL authentication")
+                return False
+            await client_out.drain()
+
+
+async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await source.read(65536):
+            sink.write(chunk)
+            await sink.drain()
+    finally:
+        sink.close()
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    (size,) = struct.unpack(">i", await reader.readexactly(4))
+    return await reader.readexactly(size)
+
+
+def _framed(body: bytes) -> bytes:
+    return struct.pack(">i", len(body)) + body
+
+
+def _after_client_id(frame: bytes) -> int:
+    """Where a v1 request header ends: api key, version, correlation id, client id."""
+    (size,) = struct.unpack(">h", frame[8:10])
+    return 10 + max(size, 0)
+
+
+def _string(frame: bytes, at: int) -> tuple[str, int]:
+    (size,) = struct.unpack(">h", frame[at : at + 2])
+    return frame[at + 2 : at + 2 + size].decode(), at + 2 + size
+
+
+def _str(value: bytes | None) -> bytes:
+    return struct.pack(">h", -1) if value is None else struct.pack(">h", len(value)) + value
