@@ -47,7 +47,8 @@ bench-dispatch: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.dispatch
 
 bench-latency: $(STAMP)
-	$(BIN)/python -m tests.benchmarks.latency --rate $(or $(RATE),1000) $(if $(APART),--apart)
+	$(BIN)/python -m tests.benchmarks.latency --rate $(or $(RATE),1000) $(if $(APART),--apart) \
+		$(if $(LINGER),--linger-ms $(LINGER))
 
 bench-memory: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.memory --cases $(or $(CASES),100000) --store memory rocksdb
