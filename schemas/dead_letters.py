@@ -15,6 +15,7 @@ RejectCode = Literal[
     "naive_timestamp",
     "too_large",
     "key_mismatch",
+    "wrong_partition",
     "unsupported_schema_version",
     "invalid_notification",
     "invalid_clock",

@@ -338,6 +338,17 @@ def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
             await dead_letter(event, checked.code, checked.reason)
             return
         cid = checked.customer_id
+        msg = event.message
+        home = topics.home_partition(msg.key or b"", settings.partitions)  # the key is cid
+        if msg.partition != home:
+            reason = (
+                f"customer {cid!r} belongs on partition {home} of {settings.partitions} "
+                f"(Kafka's default partitioner: murmur2 of the key), not {msg.partition}, "
+                "where its state is not kept; librdkafka producers (confluent-kafka, Go, "
+                ".NET, Node) must set partitioner=murmur2_random"
+            )
+            await dead_letter(event, "wrong_partition", reason)
+            return
         recent = work.recent(cid, event)
         if checked.event_id in recent:
             log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)

@@ -16,6 +16,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from streams import security
 from streams.settings import Settings
@@ -52,6 +53,17 @@ COMPACTED = frozenset({CUSTOMER_PROFILES})
 
 class TopicLayoutError(RuntimeError):
     """A topic exists with a partition count other than the configured one."""
+
+
+def home_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives `key`: murmur2, as the Java client,
+    aiokafka and Faust compute it (`toPositive(murmur2(key)) % partitions`).
+
+    Every Clarion topic is keyed by customer_id and co-partitioned, so this is
+    where a customer's state lives. librdkafka's default (CRC32) puts a key
+    elsewhere; intake refuses such a message rather than split the state.
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class BrokerUnreachable(RuntimeError):
