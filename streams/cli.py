@@ -58,6 +58,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sim.add_argument("--format", choices=("table", "jsonl"), default="table")
     sim.add_argument("--templates", type=Path, help="template directory (default: beside)")
+    diff = policy.add_parser(
+        "diff",
+        help="what changes from one policy directory to another: the rules, and with "
+        "--events the decisions they make",
+    )
+    diff.add_argument("old", type=Path, help="the policies deployed now")
+    diff.add_argument("new", type=Path, help="the policies about to be deployed")
+    diff.add_argument("--events", type=Path, help="a JSONL file of events to replay through both")
+    diff.add_argument(
+        "--until",
+        type=_instant,
+        help="fire timers up to this ISO-8601 instant (default: 30 days after the last event)",
+    )
+    diff.add_argument("--templates", type=Path, help="template directory (default: beside each)")
 
     args = parser.parse_args(argv)
     try:
@@ -86,14 +100,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "policy":
             from streams import policy_cli
 
+            events: Path | None = getattr(args, "events", None)  # `check` takes none
             if args.policy_command == "check":
                 return policy_cli.check(
                     args.directory, args.templates, args.strict, sys.stdout, sys.stderr
                 )
+            if events is not None and not events.is_file():
+                print(f"clarion: {events}: no such file", file=sys.stderr)
+                return 1
+            if args.policy_command == "diff":
+                return policy_cli.diff_command(
+                    args.old,
+                    args.new,
+                    args.events,
+                    args.until,
+                    args.templates,
+                    sys.stdout,
+                    sys.stderr,
+                )
             if args.policy_command == "simulate":
-                if not args.events.is_file():
-                    print(f"clarion: {args.events}: no such file", file=sys.stderr)
-                    return 1
                 return policy_cli.simulate_command(
                     args.policies,
                     args.events,

@@ -7,6 +7,7 @@ core's (`policies.loader`, `policies.simulator`).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 from channels.lint import has_opt_out, sms_segments
 from channels.templates import RenderError, TemplateMissing, Templates
 from policies.contacts import reachable
+from policies.diff import decision_changes, first_instant, rule_changes
 from policies.loader import PolicyLoadError, check_sources, read_directory
 from policies.model import PolicySet
 from policies.simulator import Replayable, simulate
@@ -147,33 +149,7 @@ def simulate_command(
     if loaded is None:
         return 1
     policy, _ = loaded
-    parsed: list[Replayable] = []
-    bad = 0
-    retries = _Retries()
-    for number, line in _lines(events):
-        if _is_receipt(line):
-            try:
-                receipt = DeliveryReceipt.model_validate_json(line)
-            except ValidationError as exc:
-                err.write(f"{events}:{number}: not a delivery receipt: {exc.errors()[0]['msg']}\n")
-                bad += 1
-                continue
-            first = retries.seen(receipt.customer_id, receipt.receipt_id, number)
-            if first is None:
-                parsed.append(receipt)
-            else:
-                err.write(f"{events}:{number}: {_dropped('receipt_id', receipt.receipt_id, first)}")
-            continue
-        checked = check_event(line.encode(), None, max_bytes=1 << 20, keyed=False)
-        if isinstance(checked, Rejection):
-            err.write(f"{events}:{number}: {checked.reason}\n")
-            bad += 1
-            continue
-        first = retries.seen(checked.customer_id, checked.event_id, number)
-        if first is None:
-            parsed.append(checked)
-        else:
-            err.write(f"{events}:{number}: {_dropped('event_id', checked.event_id, first)}")
+    parsed, bad = read_events(events, err)
     with collector.for_replay():
         decisions, sim = simulate(parsed, policy, until)
     if fmt == "jsonl":
@@ -183,6 +159,64 @@ def simulate_command(
         zones = {cid: list(s.profile.time_zones) for cid, s in sim.states.items()}
         out.write(timeline.render(decisions, zones))
     return 2 if bad else 0
+
+
+def diff_command(
+    old_dir: Path,
+    new_dir: Path,
+    events: Path | None,
+    until: datetime | None,
+    templates: Path | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """The rules that differ, and with `events`, the decisions that come out differently."""
+    sets: list[PolicySet] = []
+    for directory in (old_dir, new_dir):
+        loaded = load(directory, Templates(templates_dir(directory, templates)), err)
+        if loaded is None:
+            err.write(f"{directory}: does not load; nothing compared\n")
+            return 1
+        sets.append(loaded[0])
+    old, new = sets
+    out.write(f"policy version {old.version} ({old_dir}) -> {new.version} ({new_dir})\n")
+    changes = rule_changes(old, new)
+    out.write(f"rules: {_count(len(changes), 'change')}\n")
+    for change in changes:
+        before = "(absent)" if change.old is None else change.old
+        after = "(absent)" if change.new is None else change.new
+        out.write(f"  {change.path}: {before} -> {after}\n")
+    if events is None:
+        return 0
+    parsed, bad = read_events(events, err)
+    with collector.for_replay():
+        old_decisions, old_sim = simulate(parsed, old, until)
+        new_decisions, new_sim = simulate(parsed, new, until)
+    differ = decision_changes(old_decisions, new_decisions)
+    first = first_instant(differ)
+    sides = Counter(c.side for c in differ)
+    out.write(
+        f"decisions for {events}: {_count(len(differ), 'differs', 'differ')}"
+        + (
+            f" ({sides['old']} only with the old set, {sides['new']} only with the new;"
+            f" first at {first:%Y-%m-%d %H:%MZ})"
+            if first is not None
+            else f" (of {len(old_decisions)})"
+        )
+        + "\n"
+    )
+    states = {**old_sim.states, **new_sim.states}
+    for customer in sorted({c.decision.customer_id for c in differ}):
+        zone = (list(states[customer].profile.time_zones) or [None])[0]
+        out.write(f"  {customer}  ({zone or 'no known time zone'})\n")
+        for change in (c for c in differ if c.decision.customer_id == customer):
+            sign = "-" if change.side == "old" else "+"
+            out.write(f"    {sign} {timeline.line(change.decision, zone)}\n")
+    return 2 if bad else 0
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 class _Retries:
@@ -220,6 +254,40 @@ _ONE_MOMENT = datetime(2000, 1, 1, tzinfo=UTC)
 def _dropped(name: str, item_id: str | None, first: int) -> str:
     said = f"duplicate {name} {item_id!r} (first on line {first})"
     return said + ": dropped, as intake drops a retry\n"
+
+
+def read_events(events: Path, err: TextIO) -> tuple[list[Replayable], int]:
+    """The file's events and receipts, and how many lines were invalid (each named on `err`)."""
+    parsed: list[Replayable] = []
+    bad = 0
+    retries = _Retries()
+    for number, line in _lines(events):
+        item = _parsed(line)
+        if isinstance(item, str):
+            err.write(f"{events}:{number}: {item}\n")
+            bad += 1
+            continue
+        if isinstance(item, DeliveryReceipt):
+            name, item_id = "receipt_id", item.receipt_id
+        else:
+            name, item_id = "event_id", item.event_id
+        first = retries.seen(item.customer_id, item_id, number)
+        if first is None:
+            parsed.append(item)
+        else:
+            err.write(f"{events}:{number}: {_dropped(name, item_id, first)}")
+    return parsed, bad
+
+
+def _parsed(line: str) -> Replayable | str:
+    """An event or a receipt, or why the line is neither."""
+    if _is_receipt(line):
+        try:
+            return DeliveryReceipt.model_validate_json(line)
+        except ValidationError as exc:
+            return f"not a delivery receipt: {exc.errors()[0]['msg']}"
+    checked = check_event(line.encode(), None, max_bytes=1 << 20, keyed=False)
+    return checked.reason if isinstance(checked, Rejection) else checked
 
 
 def _is_receipt(line: str) -> bool:

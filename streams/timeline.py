@@ -31,7 +31,7 @@ def render(
         lines.append(f"{customer}  ({zone or 'no known time zone'})")
         # A stable sort: within one instant the engine's own order (it opened, then sent) stays.
         for d in sorted(by_customer[customer], key=lambda d: d.at):
-            lines.append("  " + _line(d, zone))
+            lines.append("  " + line(d, zone))
         lines.append("")
     letters = list(dead_letters)
     if letters:
@@ -69,7 +69,8 @@ def row(decision: Decision) -> dict[str, Any]:
     }
 
 
-def _line(d: Decision, zone: str | None) -> str:
+def line(d: Decision, zone: str | None) -> str:
+    """One decision, for people: its instant (UTC and local), action and what it concerns."""
     when = _stamp(d.at, zone)
     what = d.action
     if d.action in ("sent", "dispatched", "failed"):

@@ -161,6 +161,33 @@ def test_policy_simulate_drops_a_retry_as_intake_does(tmp_path: Path) -> None:
     assert result.stdout == alone.stdout
 
 
+def test_policy_diff_names_the_rule_and_the_decisions_it_moves(tmp_path: Path) -> None:
+    from tests.conftest import STORIES
+
+    new = tmp_path / "new"
+    shutil.copytree(POLICIES, new)
+    collections = new / "10-collections.yaml"
+    step = "- {after: 3d, send: {channel: sms, template: payment-overdue"
+    collections.write_text(collections.read_text().replace(step, step.replace("3d", "5d"), 1))
+    result = clarion("policy", "diff", str(POLICIES), str(new), "--events", str(STORIES))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "rules: 1 change\n" in out
+    assert "  escalations.missed-payment.ladders.standard.steps.2.after: 3d -> 5d\n" in out
+    assert "decisions for" in out and "first at 2026-11-23 14:00Z" in out
+    ana = out[out.index("  C-1001") :].splitlines()[1:3]
+    assert ana[0].startswith("    - 2026-11-23 14:00Z") and "payment-overdue" in ana[0]
+    assert ana[1].startswith("    + 2026-11-25 14:00Z") and "payment-overdue" in ana[1]
+    assert "+13125550101" not in out  # recipients are masked, as in the timeline
+
+    # A set that does not load is named, and nothing is compared.
+    collections.write_text(collections.read_text().replace("stop_on:", "stop_onn:", 1))
+    broken = clarion("policy", "diff", str(POLICIES), str(new))
+    assert broken.returncode == 1
+    assert "10-collections.yaml:" in broken.stderr and "stop_onn" in broken.stderr
+    assert broken.stderr.strip().endswith(f"{new}: does not load; nothing compared")
+
+
 def test_two_drivers_one_answer(tmp_path: Path) -> None:
     """The running pipeline (demo: real broker, real agents, virtual clock) decides exactly
     what `policy simulate` predicts for the same events and policies."""

@@ -1,0 +1,150 @@
+"""What changes between two policy sets: in the rules, and in what they decide.
+
+`clarion policy diff` prints both before a deploy. A change in the rules is
+easy to read and hard to judge ("the second reminder moves from 3d to 5d");
+the decisions it changes, for the same events, are what a customer and a
+regulator will see. Both are computed here, from loaded sets and finished
+replays, so the command only reads files and prints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from policies.model import PolicySet
+from schemas.decisions import Decision
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChange:
+    path: str
+    """Where, as the YAML nests it: `escalations.missed-payment.ladders.standard.steps.2.after`."""
+    old: str | None
+    """The value before, written as in the YAML; None when the new set adds it."""
+    new: str | None
+    """The value after; None when the new set removes it."""
+
+
+def rule_changes(old: PolicySet, new: PolicySet) -> list[RuleChange]:
+    """Every value that differs, by path. Ladders are matched by name, steps and caps by
+    position (a step inserted early shows every later one as changed)."""
+    found: list[RuleChange] = []
+    _walk(_tree(old), _tree(new), "", found)
+    return found
+
+
+def _tree(policy: PolicySet) -> dict[str, Any]:
+    tree = policy.model_dump(mode="json", exclude={"version"})
+    for escalation in tree["escalations"].values():
+        escalation["ladders"] = {ladder.pop("name"): ladder for ladder in escalation["ladders"]}
+    return tree
+
+
+def _walk(old: Any, new: Any, path: str, found: list[RuleChange]) -> None:
+    if old == new:
+        return
+    if _is_duration(old) or _is_duration(new) or type(old) is not type(new):
+        found.append(RuleChange(path, _shown(old), _shown(new)))
+    elif isinstance(old, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                found.append(RuleChange(where, _shown(old[key]), None))
+            elif key not in old:
+                found.append(RuleChange(where, None, _shown(new[key])))
+            else:
+                _walk(old[key], new[key], where, found)
+    elif isinstance(old, list) and all(isinstance(v, dict) for v in [*old, *new]):
+        for i in range(max(len(old), len(new))):
+            before = old[i] if i < len(old) else None
+            after = new[i] if i < len(new) else None
+            if before is None or after is None:
+                found.append(RuleChange(f"{path}.{i}", _shown(before), _shown(after)))
+            else:
+                _walk(before, after, f"{path}.{i}", found)
+    else:
+        found.append(RuleChange(path, _shown(old), _shown(new)))
+
+
+def _is_duration(value: Any) -> bool:
+    return isinstance(value, dict) and value.keys() == {"amount", "unit"}
+
+
+def _shown(value: Any) -> str | None:
+    """A value as an ops team would write it: `3d`, `[sms, email]`, `{start: 08:00, ...}`."""
+    if value is None:
+        return None
+    if _is_duration(value):
+        return f"{value['amount']}{value['unit']}"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) or "null" for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_shown(v) or 'null'}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionChange:
+    side: Literal["old", "new"]
+    """Which set alone makes this decision."""
+    decision: Decision
+
+
+_Key = tuple[Any, ...]
+
+
+def decision_changes(old: Iterable[Decision], new: Iterable[Decision]) -> list[DecisionChange]:
+    """The decisions only one set makes, in time order (the old set's first at an instant).
+
+    Compared on what a customer or a regulator sees: when, for whom, on which case
+    and step, what was done, on which channel with which template, why, and until
+    when. Not the policy version, which always differs, nor the free-text detail.
+    """
+    old, new = list(old), list(new)
+    only_old = Counter(map(_key, old)) - Counter(map(_key, new))
+    only_new = Counter(map(_key, new)) - Counter(map(_key, old))
+    changes = [
+        *_take(old, only_old, "old"),
+        *_take(new, only_new, "new"),
+    ]
+    changes.sort(key=lambda c: (c.decision.at, c.decision.customer_id, c.side == "new"))
+    return changes
+
+
+def _key(d: Decision) -> _Key:
+    return (
+        d.at,
+        d.customer_id,
+        d.case_id,
+        d.step,
+        d.action,
+        d.channel,
+        d.template,
+        d.reason,
+        d.until,
+    )
+
+
+def _take(
+    decisions: Sequence[Decision], counts: Counter[_Key], side: Literal["old", "new"]
+) -> list[DecisionChange]:
+    left = Counter(counts)
+    taken: list[DecisionChange] = []
+    for decision in decisions:
+        key = _key(decision)
+        if left[key] > 0:
+            left[key] -= 1
+            taken.append(DecisionChange(side, decision))
+    return taken
+
+
+def first_instant(changes: Sequence[DecisionChange]) -> datetime | None:
+    """When the two sets first part ways (None: they never do)."""
+    return min((c.decision.at for c in changes), default=None)
