@@ -37,6 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--format", choices=("table", "jsonl"), default="table", help="as policy simulate prints"
     )
 
+    ledger = sub.add_parser(
+        "ledger",
+        help="one customer's audit trail from the broker: every decision and its reason, "
+        "and the inputs refused",
+    )
+    ledger.add_argument("customer", help="a customer_id")
+    ledger.add_argument(
+        "--format", choices=("table", "jsonl"), default="table", help="as policy simulate prints"
+    )
+
     policy = sub.add_parser("policy", help="work with policy files").add_subparsers(
         dest="policy_command", required=True
     )
@@ -84,6 +94,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             except BrokerUnreachable as exc:
                 print(f"clarion worker: {exc}", file=sys.stderr)
                 return 1
+            return 0
+        if args.command == "ledger":
+            import asyncio
+
+            from streams.ledger import read_trail, render
+            from streams.logging import configure
+
+            configure("console", "warning")
+            from streams.topics import BrokerUnreachable
+
+            settings = Settings.from_env()
+            try:
+                trail = asyncio.run(read_trail(settings, args.customer))
+            except BrokerUnreachable as exc:
+                print(f"clarion ledger: {exc}", file=sys.stderr)
+                return 1
+            sys.stdout.write(render(trail, args.customer, args.format))
             return 0
         if args.command == "demo":
             from streams.demo import DEMO_DIR, DemoError, run_demo

@@ -70,6 +70,14 @@ class BrokerUnreachable(RuntimeError):
     """No connection to the configured broker: down, wrong address, or refused credentials."""
 
 
+def unreachable(settings: Settings) -> BrokerUnreachable:
+    return BrokerUnreachable(
+        f"cannot reach the broker at {settings.kafka_bootstrap} over "
+        f"{settings.kafka_security_protocol} (aiokafka's reason is logged above; check "
+        "CLARION_KAFKA_BOOTSTRAP and the CLARION_KAFKA_SECURITY_PROTOCOL settings)"
+    )
+
+
 async def ensure_topics(settings: Settings) -> None:
     """Create every Clarion topic that is missing; check the partition count of the rest."""
     admin = AIOKafkaAdminClient(
@@ -79,11 +87,7 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.start()
     except KafkaConnectionError:
         await admin.close()
-        raise BrokerUnreachable(
-            f"cannot reach the broker at {settings.kafka_bootstrap} over "
-            f"{settings.kafka_security_protocol} (aiokafka's reason is logged above; check "
-            "CLARION_KAFKA_BOOTSTRAP and the CLARION_KAFKA_SECURITY_PROTOCOL settings)"
-        ) from None
+        raise unreachable(settings) from None
     try:
         wanted = [
             NewTopic(

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from policies.loader import load_directory
 from policies.model import PolicySet
+from streams import topics
 from streams.broker import EmbeddedBroker
+from streams.demo import demo_settings
+from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -26,3 +32,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     """One real broker for the integration tests; each test uses its own topic prefix."""
     with EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log") as running:
         yield running
+
+
+def run_settings(bootstrap: str, tmp_path: Path, name: str, **overrides: Any) -> Settings:
+    """Demo settings for one test's worker: an app id and topics of its own, created."""
+    run = uuid.uuid4().hex[:8]
+    values: dict[str, Any] = {
+        "app_id": f"clarion-{name}-{run}",
+        "topic_prefix": f"{name}{run}.",
+        "log_format": "json",
+    }
+    settings = demo_settings(bootstrap, tmp_path, **{**values, **overrides})
+    asyncio.run(topics.ensure_topics(settings))
+    return settings

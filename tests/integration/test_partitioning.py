@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,10 @@ from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
 from streams import topics
 from streams.broker import EmbeddedBroker
-from streams.demo import demo_settings, start_worker, stop_worker
+from streams.demo import start_worker, stop_worker
 from streams.settings import Settings
 from tests import samples
+from tests.conftest import run_settings
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +34,7 @@ pytestmark = pytest.mark.integration
 def test_an_event_off_its_customers_partition_is_dead_lettered(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    settings = demo_settings(
-        broker.bootstrap,
-        tmp_path,
-        app_id=f"clarion-part-{run}",
-        topic_prefix=f"part{run}.",
-        partitions=3,
-        log_format="json",
-    )
-    asyncio.run(topics.ensure_topics(settings))
+    settings = run_settings(broker.bootstrap, tmp_path, "part", partitions=3)
     profile = samples.event("customer.profile.updated", account_id=None)
     large = samples.event("transaction.large", account_id="A-1")
     customer = profile["customer_id"]

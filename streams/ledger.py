@@ -1,0 +1,98 @@
+"""`clarion ledger CUSTOMER`: one customer's audit trail, read back from the broker.
+
+What a compliance officer needs to answer "why did you (not) message me?":
+every decision the pipeline recorded for the customer, each with its reason,
+and the inputs about them that were refused. Every topic is keyed by
+customer_id and co-partitioned, so it all lives on one partition of each topic
+(`topics.home_partition`): this reads that partition only, from the start of
+what the broker still keeps, and prints it as `policy simulate` does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from schemas.dead_letters import DeadLetter
+from schemas.decisions import Decision
+from streams import security, stored, timeline, topics
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class Trail:
+    decisions: list[Decision]
+    dead_letters: list[DeadLetter]
+    zones: list[str]
+    """The customer's time zones as their stored profile has them (for local times)."""
+
+
+async def read_trail(settings: Settings, customer: str) -> Trail:
+    key = customer.encode()
+    partition = topics.home_partition(key, settings.partitions)
+    # The customers table's changelog key is Faust's JSON encoding of the id.
+    keys = {key, json.dumps(customer).encode()}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        **security.for_settings(settings),
+    )
+    try:
+        await consumer.start()
+    except KafkaConnectionError:
+        await consumer.stop()
+        raise topics.unreachable(settings) from None
+    try:
+        names = (
+            settings.topic(topics.DECISIONS),
+            settings.topic(topics.DEAD_LETTERS),
+            f"{settings.app_id}-customers-changelog",
+        )
+        parts = [TopicPartition(name, partition) for name in names]
+        found = await _read(settings, consumer, parts, keys)
+    finally:
+        await consumer.stop()
+    decisions_raw, letters_raw, states_raw = found
+    decisions = [Decision.model_validate_json(v) for v in decisions_raw]
+    letters = [DeadLetter.model_validate_json(v) for v in letters_raw]
+    state = stored.state(states_raw[-1]) if states_raw else None
+    zones = list(state.profile.time_zones) if state is not None else []
+    return Trail([d for d in decisions if d.customer_id == customer], letters, zones)
+
+
+async def _read(
+    settings: Settings,
+    consumer: AIOKafkaConsumer,
+    parts: list[TopicPartition],
+    keys: set[bytes],
+) -> list[list[bytes]]:
+    """Each partition's values under `keys`, oldest first, up to its end now."""
+    known = set(await consumer.topics())
+    present = [tp for tp in parts if tp.topic in known]
+    reported = await consumer.end_offsets(present) if present else {}
+    options = security.for_settings(settings)
+    ends = await topics.read_past(settings.kafka_bootstrap, reported, options)
+    remaining = {tp for tp in present if ends[tp] > 0}
+    values: dict[TopicPartition, list[bytes]] = {tp: [] for tp in parts}
+    if remaining:
+        consumer.assign(list(remaining))
+        await consumer.seek_to_beginning(*remaining)
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=500)
+        for tp, messages in batch.items():
+            values[tp] += [m.value for m in messages if m.key in keys and m.value is not None]
+            if messages and messages[-1].offset + 1 >= ends[tp]:
+                remaining.discard(tp)
+    return [values[tp] for tp in parts]
+
+
+def render(trail: Trail, customer: str, fmt: str) -> str:
+    """The trail as `policy simulate` prints decisions: a timeline, or one JSON row each."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(timeline.row(d)) + "\n" for d in trail.decisions)
+    if not trail.decisions and not trail.dead_letters:
+        return f"{customer}: nothing on the ledger\n"
+    return timeline.render(trail.decisions, {customer: trail.zones}, trail.dead_letters)
