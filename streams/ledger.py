@@ -71,22 +71,10 @@ async def _read(
 ) -> list[list[bytes]]:
     """Each partition's values under `keys`, oldest first, up to its end now."""
     known = set(await consumer.topics())
-    present = [tp for tp in parts if tp.topic in known]
-    reported = await consumer.end_offsets(present) if present else {}
     options = security.for_settings(settings)
-    ends = await topics.read_past(settings.kafka_bootstrap, reported, options)
-    remaining = {tp for tp in present if ends[tp] > 0}
-    values: dict[TopicPartition, list[bytes]] = {tp: [] for tp in parts}
-    if remaining:
-        consumer.assign(list(remaining))
-        await consumer.seek_to_beginning(*remaining)
-    while remaining:
-        batch = await consumer.getmany(*remaining, timeout_ms=500)
-        for tp, messages in batch.items():
-            values[tp] += [m.value for m in messages if m.key in keys and m.value is not None]
-            if messages and messages[-1].offset + 1 >= ends[tp]:
-                remaining.discard(tp)
-    return [values[tp] for tp in parts]
+    present = [tp for tp in parts if tp.topic in known]  # a changelog not made yet, say
+    found = await topics.read_to_end(consumer, settings.kafka_bootstrap, present, options)
+    return [[value for key, value in found.get(tp, []) if key in keys] for tp in parts]
 
 
 def render(trail: Trail, customer: str, fmt: str) -> str:

@@ -10,7 +10,6 @@ broker of the demo and the tests takes plain connections.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types.auth import CredentialsT
 
-from streams.settings import PREFIX, Settings, SettingsError
+from streams.settings import PREFIX, SSL_FILES, Settings, SettingsError
 
 
 def credentials(settings: Settings) -> CredentialsT | None:
@@ -52,12 +51,8 @@ def for_settings(settings: Settings) -> dict[str, Any]:
 
 def _tls(settings: Settings) -> ssl.SSLContext:
     """A client context that checks the broker's certificate and host name, always."""
-    files: Mapping[str, Path | None] = {
-        "kafka_ssl_cafile": settings.kafka_ssl_cafile,
-        "kafka_ssl_certfile": settings.kafka_ssl_certfile,
-        "kafka_ssl_keyfile": settings.kafka_ssl_keyfile,
-    }
-    for name, path in files.items():
+    for name in SSL_FILES:
+        path: Path | None = getattr(settings, name)
         if path is not None and not path.is_file():
             raise SettingsError(f"{PREFIX}{name.upper()}: no such file: {path}")
     try:

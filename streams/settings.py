@@ -14,7 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 PREFIX = "CLARION_"
-_SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+"""The settings that name TLS files (checked to exist when the worker starts)."""
 
 
 class SettingsError(RuntimeError):
@@ -198,7 +199,7 @@ class Settings(BaseModel):
                 if not getattr(self, name):
                     problems.append(f"{PREFIX}{name.upper()} is required with {protocol}")
         if not protocol.endswith("SSL"):
-            stray = [n for n in _SSL_FILES if getattr(self, n) is not None]
+            stray = [n for n in SSL_FILES if getattr(self, n) is not None]
             problems += [f"{PREFIX}{n.upper()} is set but {protocol} uses no TLS" for n in stray]
         if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
             problems.append(f"{PREFIX}KAFKA_SSL_CERTFILE and {PREFIX}KAFKA_SSL_KEYFILE go together")

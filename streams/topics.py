@@ -214,25 +214,35 @@ async def wait_until_consumed(
 
 async def read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes]]:
     """Every message in `topic` up to its current end, as (key, value), partition by partition."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not parts:
-            return []
-        consumer.assign(parts)
-        ends = await end_offsets(bootstrap, [topic])
-        await consumer.seek_to_beginning(*parts)
-        out: list[tuple[bytes | None, bytes]] = []
-        remaining = {tp for tp in parts if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for tp, messages in batch.items():
-                out.extend((m.key, m.value) for m in messages if m.value is not None)
-                if messages and messages[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-        return out
+        found = await read_to_end(consumer, bootstrap, parts)
+        return [message for tp in parts for message in found[tp]]
     finally:
         await consumer.stop()
+
+
+async def read_to_end(
+    consumer: AIOKafkaConsumer,
+    bootstrap: str,
+    parts: list[TopicPartition],
+    options: Mapping[str, Any] | None = None,
+) -> dict[TopicPartition, list[tuple[bytes | None, bytes]]]:
+    """Each partition from its start to its end now, as (key, value), with a started
+    consumer that this assigns; `options` as for `read_past`."""
+    found: dict[TopicPartition, list[tuple[bytes | None, bytes]]] = {tp: [] for tp in parts}
+    if not parts:
+        return found
+    ends = await read_past(bootstrap, await consumer.end_offsets(parts), options)
+    consumer.assign(parts)
+    await consumer.seek_to_beginning(*parts)
+    remaining = {tp for tp in parts if ends[tp] > 0}
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=500)
+        for tp, messages in batch.items():
+            found[tp] += [(m.key, m.value) for m in messages if m.value is not None]
+            if messages and messages[-1].offset + 1 >= ends[tp]:
+                remaining.discard(tp)
+    return found
