@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from streams.settings import Settings, SettingsError
+from streams.settings import BrokerUnreachable, Settings, SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,14 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "worker":
-            from streams.topics import BrokerUnreachable
             from streams.worker import run_worker
 
-            try:
-                run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
-            except BrokerUnreachable as exc:
-                print(f"clarion worker: {exc}", file=sys.stderr)
-                return 1
+            run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
             return 0
         if args.command == "ledger":
             import asyncio
@@ -102,14 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streams.logging import configure
 
             configure("console", "warning")
-            from streams.topics import BrokerUnreachable
-
-            settings = Settings.from_env()
-            try:
-                trail = asyncio.run(read_trail(settings, args.customer))
-            except BrokerUnreachable as exc:
-                print(f"clarion ledger: {exc}", file=sys.stderr)
-                return 1
+            trail = asyncio.run(read_trail(Settings.from_env(), args.customer))
             sys.stdout.write(render(trail, args.customer, args.format))
             return 0
         if args.command == "demo":
@@ -158,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"clarion: {exc}", file=sys.stderr)
         return 2
+    except BrokerUnreachable as exc:
+        print(f"clarion {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     parser.error("unknown command")

@@ -60,7 +60,7 @@ async def read_trail(settings: Settings, customer: str) -> Trail:
     letters = [DeadLetter.model_validate_json(v) for v in letters_raw]
     state = stored.state(states_raw[-1]) if states_raw else None
     zones = list(state.profile.time_zones) if state is not None else []
-    return Trail([d for d in decisions if d.customer_id == customer], letters, zones)
+    return Trail(decisions, letters, zones)
 
 
 async def _read(

@@ -22,6 +22,10 @@ class SettingsError(RuntimeError):
     """A setting is missing or has a value that cannot be used."""
 
 
+class BrokerUnreachable(RuntimeError):
+    """No connection to the configured broker: down, wrong address, or refused credentials."""
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

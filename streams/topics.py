@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
 from streams import security
-from streams.settings import Settings
+from streams.settings import BrokerUnreachable, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -64,10 +64,6 @@ def home_partition(key: bytes, partitions: int) -> int:
     elsewhere; intake refuses such a message rather than split the state.
     """
     return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-class BrokerUnreachable(RuntimeError):
-    """No connection to the configured broker: down, wrong address, or refused credentials."""
 
 
 def unreachable(settings: Settings) -> BrokerUnreachable:
