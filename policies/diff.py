@@ -61,12 +61,12 @@ def _walk(old: Any, new: Any, path: str, found: list[RuleChange]) -> None:
                 _walk(old[key], new[key], where, found)
     elif isinstance(old, list) and all(isinstance(v, dict) for v in [*old, *new]):
         for i in range(max(len(old), len(new))):
-            before = old[i] if i < len(old) else None
-            after = new[i] if i < len(new) else None
-            if before is None or after is None:
-                found.append(RuleChange(f"{path}.{i}", _shown(before), _shown(after)))
+            if i >= len(new):
+                found.append(RuleChange(f"{path}.{i}", _shown(old[i]), None))
+            elif i >= len(old):
+                found.append(RuleChange(f"{path}.{i}", None, _shown(new[i])))
             else:
-                _walk(before, after, f"{path}.{i}", found)
+                _walk(old[i], new[i], f"{path}.{i}", found)
     else:
         found.append(RuleChange(path, _shown(old), _shown(new)))
 
@@ -75,19 +75,17 @@ def _is_duration(value: Any) -> bool:
     return isinstance(value, dict) and value.keys() == {"amount", "unit"}
 
 
-def _shown(value: Any) -> str | None:
+def _shown(value: Any) -> str:
     """A value as an ops team would write it: `3d`, `[sms, email]`, `{start: 08:00, ...}`."""
-    if value is None:
-        return None
     if _is_duration(value):
         return f"{value['amount']}{value['unit']}"
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "[" + ", ".join(_shown(v) or "null" for v in value) + "]"
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_shown(v) or 'null'}" for k, v in value.items()) + "}"
-    return json.dumps(value)
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)  # numbers, true/false, null
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,19 @@ def test_ladders_match_by_name_and_values_read_as_in_the_yaml(policy: PolicySet)
     }
 
 
+def test_a_condition_set_where_there_was_none_reads_null(policy: PolicySet) -> None:
+    step = "- {after: 14d, send: {channel: email, template: final-notice}}"
+    guarded = step.replace("}}", "}, when: {data.amount_due: {gte: 50}}}")
+    new = changed(**{"10_collections": (step, guarded)})
+    assert rule_changes(policy, new) == [
+        RuleChange(
+            "escalations.missed-payment.ladders.standard.steps.4.when",
+            "null",
+            "{data.amount_due: {gte: 50}}",
+        )
+    ]
+
+
 def test_an_escalation_added_or_removed_is_named_whole(policy: PolicySet) -> None:
     text = (POLICIES / "20-fraud.yaml").read_text()
     without = load_sources(
