@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from channels.lint import has_opt_out, sms_segments
 from channels.templates import RenderError, TemplateMissing, Templates
 from policies.contacts import reachable
-from policies.diff import decision_changes, first_instant, rule_changes
+from policies.diff import DecisionChange, decision_changes, first_instant, rule_changes
 from policies.loader import PolicyLoadError, check_sources, read_directory
 from policies.model import PolicySet
 from policies.simulator import Replayable, simulate
@@ -191,25 +191,26 @@ def diff_command(
     parsed, bad = read_events(events, err)
     with collector.for_replay():
         old_decisions, old_sim = simulate(parsed, old, until)
-        new_decisions, new_sim = simulate(parsed, new, until)
+        new_decisions, _ = simulate(parsed, new, until)
     differ = decision_changes(old_decisions, new_decisions)
     first = first_instant(differ)
+    if first is None:
+        out.write(f"decisions for {events}: none differ (of {len(old_decisions)})\n")
+        return 2 if bad else 0
     sides = Counter(c.side for c in differ)
     out.write(
-        f"decisions for {events}: {_count(len(differ), 'differs', 'differ')}"
-        + (
-            f" ({sides['old']} only with the old set, {sides['new']} only with the new;"
-            f" first at {first:%Y-%m-%d %H:%MZ})"
-            if first is not None
-            else f" (of {len(old_decisions)})"
-        )
-        + "\n"
+        f"decisions for {events}: {_count(len(differ), 'differs', 'differ')} "
+        f"({sides['old']} only with the old set, {sides['new']} only with the new; "
+        f"first at {first:%Y-%m-%d %H:%MZ})\n"
     )
-    states = {**old_sim.states, **new_sim.states}
-    for customer in sorted({c.decision.customer_id for c in differ}):
-        zone = (list(states[customer].profile.time_zones) or [None])[0]
+    by_customer: dict[str, list[DecisionChange]] = {}
+    for change in differ:
+        by_customer.setdefault(change.decision.customer_id, []).append(change)
+    for customer, changed in sorted(by_customer.items()):
+        # The events, not the policies, give a profile: both replays hold the same one.
+        zone = next(iter(old_sim.states[customer].profile.time_zones), None)
         out.write(f"  {customer}  ({zone or 'no known time zone'})\n")
-        for change in (c for c in differ if c.decision.customer_id == customer):
+        for change in changed:
             sign = "-" if change.side == "old" else "+"
             out.write(f"    {sign} {timeline.line(change.decision, zone)}\n")
     return 2 if bad else 0
