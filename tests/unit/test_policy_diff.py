@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from policies.diff import RuleChange, decision_changes, first_instant, rule_changes
 from policies.loader import PolicySource, load_sources
 from policies.model import PolicySet
@@ -125,3 +128,36 @@ def test_decisions_compare_as_a_multiset(policy: PolicySet) -> None:
     once = [row.model_copy(update={"policy_version": "b", "detail": "other words"})]
     [change] = decision_changes(twice, once)
     assert change.side == "old" and change.decision == row
+
+
+@given(
+    st.lists(st.sampled_from(range(6)), max_size=12),
+    st.lists(st.sampled_from(range(6)), max_size=12),
+)
+def test_what_each_side_alone_makes_accounts_for_every_difference(
+    olds: list[int], news: list[int]
+) -> None:
+    """Old without its changes and new without theirs are the same decisions (a multiset)."""
+
+    def row(n: int, version: str) -> Decision:
+        return Decision(
+            at=f"2026-11-2{n % 3}T14:00:00Z",
+            customer_id=f"C-{n % 2}",
+            action="sent" if n < 4 else "deferred",
+            reason="step_due",
+            policy_version=version,
+        )
+
+    old = [row(n, "a") for n in olds]
+    new = [row(n, "b") for n in news]
+    changes = decision_changes(old, new)
+
+    def rest(rows: list[Decision], side: str) -> list[tuple[object, ...]]:
+        gone = [c.decision for c in changes if c.side == side]
+        left = list(rows)
+        for decision in gone:
+            left.remove(decision)  # each change is one of that side's own rows
+        return sorted((d.at, d.customer_id, d.action) for d in left)
+
+    assert rest(old, "old") == rest(new, "new")
+    assert [c.decision.at for c in changes] == sorted(c.decision.at for c in changes)
