@@ -56,6 +56,13 @@ class Settings(BaseModel):
     topic_prefix: str = Field(default="clarion.", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=8, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
+    ledger_retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="how long `decisions` and `dead-letters` keep what they hold, set when "
+        "Clarion creates them; unset: forever (a broker's default would drop the ledger after "
+        "7 days)",
+    )
     policies_dir: Path | None = Field(
         default=None, description="the ops teams' YAML; unset: the bundled example policies"
     )

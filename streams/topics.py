@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
@@ -49,6 +50,9 @@ ALL = (
     SMS_CONVERSATIONS,
 )
 COMPACTED = frozenset({CUSTOMER_PROFILES})
+AUDIT = frozenset({DECISIONS, DEAD_LETTERS})
+"""What explains a message sent or not, to a customer or a regulator: kept for
+`CLARION_LEDGER_RETENTION_DAYS`, forever by default, never the broker's default week."""
 
 
 class TopicLayoutError(RuntimeError):
@@ -90,7 +94,7 @@ async def ensure_topics(settings: Settings) -> None:
                 settings.topic(name),
                 num_partitions=settings.partitions,
                 replication_factor=settings.replication_factor,
-                topic_configs={"cleanup.policy": "compact"} if name in COMPACTED else {},
+                topic_configs=_configs(name, settings),
             )
             for name in ALL
         ]
@@ -108,8 +112,46 @@ async def ensure_topics(settings: Settings) -> None:
                     f"topic {info['topic']} has {count} partitions but CLARION_PARTITIONS is "
                     f"{settings.partitions}; every Clarion topic needs the same count"
                 )
+        await _check_retention(admin, settings)
     finally:
         await admin.close()
+
+
+def _configs(name: str, settings: Settings) -> dict[str, str]:
+    if name in COMPACTED:
+        return {"cleanup.policy": "compact"}
+    if name in AUDIT:
+        return {"retention.ms": str(_retention_ms(settings))}
+    return {}
+
+
+def _retention_ms(settings: Settings) -> int:
+    days = settings.ledger_retention_days
+    return -1 if days is None else int(days * 86_400_000)
+
+
+async def _check_retention(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    """Warn when an audit topic that already existed keeps less than the setting asks.
+
+    It is not changed: how long records are kept is the operator's decision, and
+    an archive may hold them. The warning says what the topic has.
+    """
+    wanted = _retention_ms(settings)
+    names = [settings.topic(name) for name in sorted(AUDIT)]
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    for response in await admin.describe_configs(resources):
+        for _code, _message, _type, name, entries in response.resources:
+            kept = next((int(e[1]) for e in entries if e[0] == "retention.ms"), None)
+            shorter = kept is not None and kept >= 0 and (wanted < 0 or kept < wanted)
+            if shorter:
+                log.warning(
+                    "topic.retention_shorter",
+                    topic=name,
+                    retention_days=kept / 86_400_000,
+                    wanted_days="forever" if wanted < 0 else wanted / 86_400_000,
+                    fix="raise the topic's retention.ms, or set CLARION_LEDGER_RETENTION_DAYS "
+                    "to what an archive downstream keeps",
+                )
 
 
 async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
