@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import faust
 import faust.streams as faust_streams
@@ -53,6 +53,7 @@ from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams import replies, security, stored, topics, transport
 from streams.clock import now_for
 from streams.dispatch import Attempt, Dispatcher, Sinks
+from streams.metrics import CONTENT_TYPE, Metrics
 from streams.providers import build_channels
 from streams.settings import Settings
 from streams.timers import TimerIndex, clock_message, read_clock
@@ -117,6 +118,7 @@ def create_app(
         )
 
     dead_letters = topic(topics.DEAD_LETTERS)
+    metrics = Metrics()
 
     async def dead_letter(event: faust.EventT, code: RejectCode, reason: str) -> None:
         msg = event.message
@@ -131,6 +133,7 @@ def create_app(
             received_at=datetime.now(UTC),
         )
         await dead_letters.send(key=msg.key, value=letter.model_dump_json().encode())
+        metrics.dead_letters.inc(code)
         log.warning(
             "input.dead_lettered",
             code=code,
@@ -151,25 +154,38 @@ def create_app(
     async def record(decision: Decision) -> None:
         value = decision.model_dump_json().encode()
         await produce(decisions_name, decision.customer_id.encode(), value)
+        metrics.decisions.inc(decision.action, decision.channel or "")
         if decision.action == "handoff":
             await produce(agent_tasks_name, decision.customer_id.encode(), value)
 
-    shell = _Shell(settings, policy, topic, produce, record, dead_letter)
+    shell = _Shell(settings, policy, topic, produce, record, dead_letter, metrics)
     pending = _install_intake(app, shell) if settings.role != "dispatch" else None
     if settings.role != "intake":
         _install_dispatch(app, shell, channel)
+
+    def is_ready() -> bool:
+        return app.tables.recovery.completed.is_set() and not app.rebalancing
+
+    metrics.gauge("clarion_ready", "1 when tables are recovered and no rebalance runs.", is_ready)
+    if pending is not None:
+        metrics.gauge("clarion_pending_timers", "Timers this worker holds.", pending)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         """Liveness: the worker's event loop answers."""
         return web.json({"status": "ok"})
 
+    @app.page("/metrics")
+    async def scraped(web: Any, request: Any) -> Any:
+        """Prometheus' text format (streams/metrics.py)."""
+        return web.text(metrics.render(), content_type=CONTENT_TYPE)
+
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         """Readiness: tables recovered and no rebalance in progress; 503 until then."""
         recovered = app.tables.recovery.completed.is_set()
         state = {
-            "ready": recovered and not app.rebalancing,
+            "ready": is_ready(),
             "recovered": recovered,
             "rebalancing": app.rebalancing,
             "pending_timers": pending() if pending else 0,
@@ -189,6 +205,10 @@ class _Shell:
     produce: Callable[[str, bytes, bytes], Awaitable[None]]
     record: Callable[[Decision], Awaitable[None]]
     dead_letter: Callable[[faust.EventT, RejectCode, str], Awaitable[None]]
+    metrics: Metrics
+
+
+InputOutcome = Literal["accepted", "duplicate", "dead_lettered"]
 
 
 def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
@@ -300,43 +320,46 @@ def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
             for event in events:
                 _enter(event)
                 try:
-                    await handle(work, event)
+                    outcome = await handle(work, event)
                 except Exception as exc:  # never let Faust ack a message we did not handle
                     await dead_letter(event, "internal_error", _describe(exc))
+                    outcome = "dead_lettered"
+                shell.metrics.inputs.inc(event.message.topic, outcome)
             for event, exc in await work.flush():
                 _enter(event)
                 await dead_letter(event, "internal_error", "state not saved: " + _describe(exc))
 
-    async def handle(work: Working, event: faust.EventT) -> None:
+    async def handle(work: Working, event: faust.EventT) -> InputOutcome:
+        """One input; what became of it, for `clarion_inputs_total`."""
         raw: bytes = event.message.value or b""
         if event.message.topic == ticks_name:
             try:
                 at = read_clock(raw)
             except (ValueError, KeyError, TypeError) as exc:
                 await dead_letter(event, "invalid_clock", f"not a clock message: {exc}")
-                return
+                return "dead_lettered"
             await fire_due(work, event, at)
-            return
+            return "accepted"
         if event.message.topic == receipts_name:
             try:
                 receipt = DeliveryReceipt.model_validate_json(raw)
             except ValidationError as exc:
                 await dead_letter(event, "invalid_receipt", str(exc))
-                return
+                return "dead_lettered"
             seen_ids = work.recent(receipt.customer_id, event) if receipt.receipt_id else None
             if seen_ids is not None and receipt.receipt_id in seen_ids:
                 log.info("receipt.duplicate_dropped", receipt_id=receipt.receipt_id)
-                return
+                return "duplicate"
             now = now_for(settings.clock, receipt.at)
             await fire_due(work, event, now)
             await apply(work, receipt.customer_id, event, receipt, now)
             if seen_ids is not None and receipt.receipt_id:
                 seen_ids.add(receipt.receipt_id, datetime.now(UTC))
-            return
+            return "accepted"
         checked = check_event(raw, event.message.key, max_bytes=settings.max_message_bytes)
         if isinstance(checked, Rejection):
             await dead_letter(event, checked.code, checked.reason)
-            return
+            return "dead_lettered"
         cid = checked.customer_id
         msg = event.message
         home = topics.home_partition(msg.key or b"", settings.partitions)  # the key is cid
@@ -348,15 +371,16 @@ def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
                 ".NET, Node) must set partitioner=murmur2_random"
             )
             await dead_letter(event, "wrong_partition", reason)
-            return
+            return "dead_lettered"
         recent = work.recent(cid, event)
         if checked.event_id in recent:
             log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)
-            return
+            return "duplicate"
         now = now_for(settings.clock, checked.occurred_at)
         await fire_due(work, event, now)  # what was due before this input happens first
         await apply(work, cid, event, checked, now)
         recent.add(checked.event_id, datetime.now(UTC))
+        return "accepted"
 
     api.install(app, settings, policy, produce, customers)
     page.install(app, settings, policy, produce, customers)

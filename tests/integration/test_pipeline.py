@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,6 +107,28 @@ def test_stories_and_malformed_messages(settings: Settings, worker: object) -> N
     decisions, letters = asyncio.run(settle_after(settings, lambda: alive() is None, mixed()))
     check_stories(settings, decisions, letters)
 
+    # What the worker counted, as Prometheus scrapes it, agrees with the topics.
+    scraped = metrics(settings.web_port)
+    source = settings.topic(topics.ACCOUNT_EVENTS)
+    assert scraped[f'clarion_inputs_total{{topic="{source}",outcome="duplicate"}}'] == 1
+    assert scraped[f'clarion_inputs_total{{topic="{source}",outcome="dead_lettered"}}'] == len(
+        MALFORMED
+    )
+    stories = [line for line in STORIES.read_text().splitlines() if line.strip()]
+    assert scraped[f'clarion_inputs_total{{topic="{source}",outcome="accepted"}}'] >= len(stories)
+    for code in {code for *_, code in MALFORMED}:
+        expected = sum(1 for *_, c in MALFORMED if c == code)
+        assert scraped[f'clarion_dead_letters_total{{code="{code}"}}'] == expected
+    for action in ("opened", "sent", "suppressed", "dispatched"):
+        counted = sum(
+            v
+            for k, v in scraped.items()
+            if k.startswith(f'clarion_decisions_total{{action="{action}"')
+        )
+        assert counted == sum(1 for d in decisions if d.action == action), action
+    assert scraped["clarion_ready"] == 1
+    assert "clarion_pending_timers" in scraped
+
 
 def test_intake_and_dispatch_apart_give_the_same_answer(settings: Settings, tmp_path: Path) -> None:
     """The two roles as separate processes, each in its own consumer group."""
@@ -174,6 +197,15 @@ def mixed() -> list[tuple[bytes | None, bytes]]:
             messages.append(MALFORMED[i][:2])
     messages.append(duplicate)  # a producer retry: must change nothing
     return messages
+
+
+def metrics(port: int) -> dict[str, float]:
+    """The worker's /metrics, sample by sample (comments and types left out)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    samples = (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    return {name: float(value) for name, value in samples}
 
 
 def check_stories(settings: Settings, decisions: list[Decision], letters: list[DeadLetter]) -> None:

@@ -1,0 +1,94 @@
+"""What a worker has done, for Prometheus to scrape at `/metrics`.
+
+Counters of inputs by outcome, dead letters by reason and decisions by action,
+and gauges read when scraped (timers pending, readiness). They are in-process
+and reset with the worker, as Prometheus counters do; its `rate()` and
+`increase()` handle the resets. The text format is Prometheus' own
+exposition format (version 0.0.4): small enough to write here rather than
+bring in a client library for it.
+
+No label carries customer data: topics, codes, actions and channels only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+"""aiohttp adds the charset (utf-8) itself, and refuses a type that names one."""
+
+
+class Counter:
+    def __init__(self, name: str, help_text: str, labels: tuple[str, ...]) -> None:
+        self.name, self.help, self.labels = name, help_text, labels
+        self._values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *values: str, amount: float = 1.0) -> None:
+        """Count one more under these label values (in the order of `labels`)."""
+        self._values[values] = self._values.get(values, 0.0) + amount
+
+    def value(self, *values: str) -> float:
+        return self._values.get(values, 0.0)
+
+    def samples(self) -> list[str]:
+        """Its lines in the text format, one per set of label values."""
+        return [
+            f"{self.name}{_labels(self.labels, values)} {_number(count)}"
+            for values, count in sorted(self._values.items())
+        ]
+
+
+class Metrics:
+    """A worker's metrics: its counters, and gauges computed when scraped."""
+
+    def __init__(self) -> None:
+        self._counters: list[Counter] = []
+        self.inputs = self._counter(
+            "clarion_inputs_total",
+            "Messages intake took from its topics, by topic and outcome "
+            "(accepted, duplicate, dead_lettered).",
+            ("topic", "outcome"),
+        )
+        self.dead_letters = self._counter(
+            "clarion_dead_letters_total", "Messages sent to dead-letters, by code.", ("code",)
+        )
+        self.decisions = self._counter(
+            "clarion_decisions_total",
+            "Rows written to the decisions ledger, by action and channel ('' for none).",
+            ("action", "channel"),
+        )
+        self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+
+    def _counter(self, name: str, help_text: str, labels: tuple[str, ...]) -> Counter:
+        counter = Counter(name, help_text, labels)
+        self._counters.append(counter)
+        return counter
+
+    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """A value read at each scrape (`read` must be quick and must not block)."""
+        self._gauges.append((name, help_text, read))
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for counter in self._counters:
+            lines += [f"# HELP {counter.name} {counter.help}", f"# TYPE {counter.name} counter"]
+            lines += counter.samples()
+        for name, help_text, read in self._gauges:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            lines.append(f"{name} {_number(read())}")
+        return "\n".join(lines) + "\n"
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    if not names:
+        return ""
+    pairs = (f'{name}="{_escaped(value)}"' for name, value in zip(names, values, strict=True))
+    return "{" + ",".join(pairs) + "}"
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -1,0 +1,34 @@
+"""The /metrics text: Prometheus' exposition format, and nothing a customer could be read from."""
+
+from __future__ import annotations
+
+from streams.metrics import Metrics
+
+
+def test_counters_and_gauges_render_in_the_text_format() -> None:
+    metrics = Metrics()
+    metrics.inputs.inc("clarion.account-events", "accepted")
+    metrics.inputs.inc("clarion.account-events", "accepted")
+    metrics.decisions.inc("sent", "sms")
+    metrics.decisions.inc("stopped", "")
+    metrics.gauge("clarion_pending_timers", "Timers this worker holds.", lambda: 12)
+    metrics.gauge("clarion_ready", "Ready.", lambda: False)
+    text = metrics.render()
+    assert text.endswith("\n")
+    lines = text.splitlines()
+    assert "# TYPE clarion_inputs_total counter" in lines
+    assert 'clarion_inputs_total{topic="clarion.account-events",outcome="accepted"} 2' in lines
+    assert 'clarion_decisions_total{action="sent",channel="sms"} 1' in lines
+    assert 'clarion_decisions_total{action="stopped",channel=""} 1' in lines
+    assert "# TYPE clarion_pending_timers gauge" in lines
+    assert "clarion_pending_timers 12" in lines
+    assert "clarion_ready 0" in lines
+    # A counter with nothing counted yet still says what it is.
+    assert "# TYPE clarion_dead_letters_total counter" in lines
+
+
+def test_label_values_are_escaped() -> None:
+    metrics = Metrics()
+    metrics.dead_letters.inc('a"b\\c\nd')
+    assert 'clarion_dead_letters_total{code="a\\"b\\\\c\\nd"} 1' in metrics.render()
+    assert metrics.dead_letters.value('a"b\\c\nd') == 1
