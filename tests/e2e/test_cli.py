@@ -70,6 +70,51 @@ def test_worker_names_a_bad_setting() -> None:
     assert "CLARION_PARTITIONS" in result.stderr
 
 
+def test_worker_names_a_half_made_broker_connection() -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CLARION_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "CLARION_KAFKA_SASL_PASSWORD": "hunter2-is-not-shown",
+        "CLARION_KAFKA_SSL_CERTFILE": "/etc/clarion/client.pem",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 2
+    for said in (
+        "CLARION_KAFKA_SASL_USERNAME is required with SASL_PLAINTEXT",
+        "CLARION_KAFKA_SSL_CERTFILE is set but SASL_PLAINTEXT uses no TLS",
+        "CLARION_KAFKA_SSL_CERTFILE and CLARION_KAFKA_SSL_KEYFILE go together",
+    ):
+        assert said in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_ledger_says_when_the_broker_cannot_be_reached() -> None:
+    from streams.broker import free_port
+
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "ledger", "C-1001"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "CLARION_KAFKA_BOOTSTRAP": bootstrap},
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"clarion ledger: cannot reach the broker at {bootstrap} over PLAINTEXT")
+    )
+
+
 def test_worker_names_a_bad_role() -> None:
     env = {"PATH": "/usr/bin:/bin"}
     for argv, says in (
@@ -179,6 +224,14 @@ def test_policy_diff_names_the_rule_and_the_decisions_it_moves(tmp_path: Path) -
     assert ana[0].startswith("    - 2026-11-23 14:00Z") and "payment-overdue" in ana[0]
     assert ana[1].startswith("    + 2026-11-25 14:00Z") and "payment-overdue" in ana[1]
     assert "+13125550101" not in out  # recipients are masked, as in the timeline
+
+    # An event line that cannot be read is named, and the report still comes (exit 2).
+    events = tmp_path / "events.jsonl"
+    events.write_text(STORIES.read_text() + '{"event_id": "x"}\n')
+    with_bad = clarion("policy", "diff", str(POLICIES), str(new), "--events", str(events))
+    assert with_bad.returncode == 2
+    assert with_bad.stderr.startswith(f"{events}:34: ")
+    assert with_bad.stdout == out.replace(str(STORIES), str(events))
 
     # A set that does not load is named, and nothing is compared.
     collections.write_text(collections.read_text().replace("stop_on:", "stop_onn:", 1))
