@@ -115,7 +115,9 @@ class KafkaGateway:
         tls: ssl.SSLContext | None,
         users: dict[str, str] | None = None,
     ) -> None:
-        self.port, self._upstream, self._tls, self._users = port, upstream_port, tls, users
+        self.port, self._upstream, self._tls = port, upstream_port, tls
+        self.users = users
+        """Who may connect, by password (SASL/PLAIN); None: no SASL, TLS only."""
         self.authenticated: list[str] = []
         """The user of every connection that passed SASL, in order."""
         self.refused: list[str] = []
@@ -155,9 +157,7 @@ class KafkaGateway:
         up_in, up_out = await asyncio.open_connection("127.0.0.1", self._upstream)
         self._open |= {client_out, up_out}
         try:
-            if self._users is None or await self._authenticate(
-                client_in, client_out, up_in, up_out
-            ):
+            if self.users is None or await self._authenticate(client_in, client_out, up_in, up_out):
                 await asyncio.gather(_copy(client_in, up_out), _copy(up_in, client_out))
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
@@ -191,7 +191,7 @@ class KafkaGateway:
                 (size,) = struct.unpack(">i", frame[_after_client_id(frame) :][:4])
                 start = _after_client_id(frame) + 4
                 _, user, password = frame[start : start + size].decode().split("\0")
-                ok = self._users is not None and self._users.get(user) == password
+                ok = self.users is not None and self.users.get(user) == password
                 message = None if ok else b"Authentication failed: invalid username or password"
                 body = struct.pack(">ih", correlation, 0 if ok else _SASL_AUTHENTICATION_FAILED)
                 body += _str(message) + struct.pack(">i", 0)

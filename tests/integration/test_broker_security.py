@@ -114,7 +114,7 @@ def test_a_worker_decides_through_the_secured_door(
     restarted = (tmp_path / "worker-2.log").read_text()
     assert '"table.read_in_bulk"' in restarted and "read_in_bulk_failed" not in restarted
     assert door.connections >= 3  # topic creation, the workers' clients, this test's
-    if door._users:
+    if door.users:
         assert door.authenticated.count("clarion-worker") >= 3
         assert door.refused == []
 
