@@ -289,7 +289,11 @@ def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
             due, customer = entry
             if work.due(customer) != due.isoformat():
                 continue  # stale: the step fired, moved or was cancelled since
-            now = due if settings.clock == "event" else max(due, datetime.now(UTC))
+            if settings.clock == "event":
+                now = due
+            else:
+                now = max(due, datetime.now(UTC))
+                shell.metrics.lateness.observe((now - due).total_seconds())
             await apply(work, customer, event, Tick(customer), now)
 
     @app.on_partitions_revoked.connect

@@ -38,6 +38,30 @@ class Counter:
         ]
 
 
+class Histogram:
+    """Observations counted into cumulative buckets, as Prometheus' histograms are."""
+
+    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.help, self.buckets = name, help_text, buckets
+        self._counts = [0] * len(buckets)
+        self.count, self.sum = 0, 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self._counts[i] += 1
+
+    def samples(self) -> list[str]:
+        lines = [
+            f'{self.name}_bucket{{le="{_number(bound)}"}} {count}'
+            for bound, count in zip(self.buckets, self._counts, strict=True)
+        ]
+        lines.append(f'{self.name}_bucket{{le="+Inf"}} {self.count}')
+        return [*lines, f"{self.name}_sum {_number(self.sum)}", f"{self.name}_count {self.count}"]
+
+
 class Metrics:
     """A worker's metrics: its counters, and gauges computed when scraped."""
 
@@ -57,6 +81,11 @@ class Metrics:
             "Rows written to the decisions ledger, by action and channel ('' for none).",
             ("action", "channel"),
         )
+        self.lateness = Histogram(
+            "clarion_timer_lateness_seconds",
+            "How long after its due instant a step fired (wall clock only).",
+            (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+        )
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
 
     def _counter(self, name: str, help_text: str, labels: tuple[str, ...]) -> Counter:
@@ -73,6 +102,9 @@ class Metrics:
         for counter in self._counters:
             lines += [f"# HELP {counter.name} {counter.help}", f"# TYPE {counter.name} counter"]
             lines += counter.samples()
+        lateness = self.lateness
+        lines += [f"# HELP {lateness.name} {lateness.help}", f"# TYPE {lateness.name} histogram"]
+        lines += lateness.samples()
         for name, help_text, read in self._gauges:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
             lines.append(f"{name} {_number(read())}")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,3 +46,12 @@ def run_settings(bootstrap: str, tmp_path: Path, name: str, **overrides: Any) ->
     settings = demo_settings(bootstrap, tmp_path, **{**values, **overrides})
     asyncio.run(topics.ensure_topics(settings))
     return settings
+
+
+def metrics(port: int) -> dict[str, float]:
+    """The worker's /metrics, sample by sample (comments and types left out)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    samples = (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    return {name: float(value) for name, value in samples}

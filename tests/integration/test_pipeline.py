@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.demo import demo_settings, settle, start_worker, stop_worker
 from streams.settings import Settings
 from tests import samples
-from tests.conftest import STORIES
+from tests.conftest import STORIES, metrics
 
 pytestmark = pytest.mark.integration
 
@@ -199,15 +198,6 @@ def mixed() -> list[tuple[bytes | None, bytes]]:
     return messages
 
 
-def metrics(port: int) -> dict[str, float]:
-    """The worker's /metrics, sample by sample (comments and types left out)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
-    samples = (line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    return {name: float(value) for name, value in samples}
-
-
 def check_stories(settings: Settings, decisions: list[Decision], letters: list[DeadLetter]) -> None:
     stories = [line for line in STORIES.read_text().splitlines() if line.strip()]
 
@@ -263,7 +253,6 @@ async def settle_after(
 def test_health_and_readiness_and_no_table_page(settings: Settings, worker: object) -> None:
     import time
     import urllib.error
-    import urllib.request
 
     base = f"http://127.0.0.1:{settings.web_port}"
 

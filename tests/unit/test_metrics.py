@@ -32,3 +32,18 @@ def test_label_values_are_escaped() -> None:
     metrics.dead_letters.inc('a"b\\c\nd')
     assert 'clarion_dead_letters_total{code="a\\"b\\\\c\\nd"} 1' in metrics.render()
     assert metrics.dead_letters.value('a"b\\c\nd') == 1
+
+
+def test_timer_lateness_is_a_cumulative_histogram() -> None:
+    metrics = Metrics()
+    for seconds in (0.05, 0.3, 0.3, 4.0, 120.0):
+        metrics.lateness.observe(seconds)
+    lines = metrics.render().splitlines()
+    assert "# TYPE clarion_timer_lateness_seconds histogram" in lines
+    assert 'clarion_timer_lateness_seconds_bucket{le="0.1"} 1' in lines
+    assert 'clarion_timer_lateness_seconds_bucket{le="0.5"} 3' in lines
+    assert 'clarion_timer_lateness_seconds_bucket{le="5"} 4' in lines
+    assert 'clarion_timer_lateness_seconds_bucket{le="60"} 4' in lines
+    assert 'clarion_timer_lateness_seconds_bucket{le="+Inf"} 5' in lines
+    assert "clarion_timer_lateness_seconds_count 5" in lines
+    assert "clarion_timer_lateness_seconds_sum 124.65" in lines
