@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -32,7 +33,144 @@ from streams.web.reads import forwarded, state_reader
 
 log = structlog.get_logger(__name__)
 
-CHANNEL_NAMES = {"sms": "Text message (SMS)", "email": "Email", "voice": "Phone call"}
+
+@dataclass(frozen=True)
+class Words:
+    """Everything the page says, in one language."""
+
+    lang: str
+    channels: dict[str, str]
+    no_preference: str
+    form_title: str
+    saved_title: str
+    unavailable_title: str
+    unavailable: str
+    expired_title: str
+    expired: str
+    invalid_title: str
+    invalid: str
+    preferred_legend: str
+    channels_legend: str
+    categories_legend: str
+    quiet_legend: str
+    quiet_why: str
+    quiet_from: str
+    quiet_until: str
+    required_why: str
+    save: str
+    not_saved: str
+    saved_notice: str
+    saved_preferred: str
+    saved_channels: str
+    none_of_them: str
+    switched_off: str
+    no_messages: str
+    quiet_hours: str
+    no_quiet_hours: str
+    change_again: str
+
+
+WORDS = {
+    "en": Words(
+        lang="en",
+        channels={"sms": "Text message (SMS)", "email": "Email", "voice": "Phone call"},
+        no_preference="No preference",
+        form_title="How we contact you",
+        saved_title="Your choices are saved",
+        unavailable_title="Not available",
+        unavailable="This page is not set up yet.",
+        expired_title="This link has expired",
+        expired="Links to this page work for a limited time. "
+        "Use the link in the most recent message we sent you, or contact us.",
+        invalid_title="This link is not valid",
+        invalid="The link may have been changed or cut short. "
+        "Use the link exactly as it appears in a message we sent you.",
+        preferred_legend="Preferred way to reach you",
+        channels_legend="Ways we may contact you",
+        categories_legend="What we contact you about",
+        quiet_legend="Quiet hours (your local time)",
+        quiet_why="We will not contact you between these times. Leave both empty for none.",
+        quiet_from="From",
+        quiet_until="Until",
+        required_why="Required by law: we must send these notices. "
+        "Your channel choices above still apply; if none is left we send a letter.",
+        save="Save my choices",
+        not_saved="Not saved: {}",
+        saved_notice="We saved your choices. They apply to the next message we send.",
+        saved_preferred="Preferred: {}",
+        saved_channels="We may contact you by: {}",
+        none_of_them="none of the above",
+        switched_off="Switched off: {}",
+        no_messages="No messages about: {}",
+        quiet_hours="Quiet hours: {} to {}",
+        no_quiet_hours="Quiet hours: none",
+        change_again="Change them again",
+    ),
+    "es": Words(
+        lang="es",
+        channels={
+            "sms": "Mensaje de texto (SMS)",
+            "email": "Correo electrónico",
+            "voice": "Llamada telefónica",
+        },
+        no_preference="Sin preferencia",
+        form_title="Cómo nos comunicamos con usted",
+        saved_title="Guardamos sus preferencias",
+        unavailable_title="No disponible",
+        unavailable="Esta página aún no está configurada.",
+        expired_title="Este enlace ha caducado",
+        expired="Los enlaces a esta página funcionan por un tiempo limitado. Use el enlace "
+        "del mensaje más reciente que le enviamos, o comuníquese con nosotros.",
+        invalid_title="Este enlace no es válido",
+        invalid="Puede que el enlace se haya modificado o cortado. "
+        "Use el enlace tal como aparece en un mensaje que le enviamos.",
+        preferred_legend="Forma preferida de contactarle",
+        channels_legend="Formas en que podemos contactarle",
+        categories_legend="Temas sobre los que le contactamos",
+        quiet_legend="Horas de silencio (su hora local)",
+        quiet_why="No le contactaremos entre estas horas. Deje ambos campos vacíos si no "
+        "desea ninguna.",
+        quiet_from="Desde",
+        quiet_until="Hasta",
+        required_why="Exigido por ley: debemos enviarle estos avisos. Sus preferencias de "
+        "canal de arriba se siguen aplicando; si no queda ninguno, le enviamos una carta.",
+        save="Guardar mis preferencias",
+        not_saved="No se guardó: {}",
+        saved_notice="Guardamos sus preferencias. Se aplican al próximo mensaje que le enviemos.",
+        saved_preferred="Preferido: {}",
+        saved_channels="Podemos contactarle por: {}",
+        none_of_them="ninguno de los anteriores",
+        switched_off="Desactivado: {}",
+        no_messages="Sin mensajes sobre: {}",
+        quiet_hours="Horas de silencio: de {} a {}",
+        no_quiet_hours="Horas de silencio: ninguna",
+        change_again="Cambiarlas de nuevo",
+    ),
+}
+"""The page's languages: English, and Spanish as the templates have it."""
+
+
+def words_for(*locales: str | None) -> Words:
+    """The first of `locales` the page speaks (`es-MX` counts as `es`), else English."""
+    for locale in locales:
+        lang = (locale or "").replace("_", "-").split("-")[0].strip().lower()
+        if lang in WORDS:
+            return WORDS[lang]
+    return WORDS["en"]
+
+
+def _accepted(request: Request) -> list[str]:
+    """The browser's languages, most wanted first (for a page that knows no customer)."""
+    header = request.headers.get("Accept-Language", "")  # type: ignore[attr-defined]
+    tagged = []
+    for part in header.split(","):
+        lang, _, q = part.strip().partition(";q=")
+        try:
+            tagged.append((-float(q or 1), lang))
+        except ValueError:
+            continue
+    return [lang for _, lang in sorted(tagged)]
+
 
 STYLE = """
 :root { font-family: system-ui, sans-serif; line-height: 1.5; color: #1b1f24; }
@@ -52,21 +190,6 @@ button { font-size: 1rem; padding: .6rem 1.2rem; border-radius: .4rem; border: 0
 .problem { background: #fdecea; border-left: .3rem solid #c62828; padding: .5rem 1rem; }
 """
 
-_BAD_LINK = {
-    "expired": (
-        410,
-        "This link has expired",
-        "Links to this page work for a limited time. "
-        "Use the link in the most recent message we sent you, or contact us.",
-    ),
-}
-_INVALID = (
-    403,
-    "This link is not valid",
-    "The link may have been changed or cut short. "
-    "Use the link exactly as it appears in a message we sent you.",
-)
-
 
 def install(
     app: faust.App,
@@ -79,44 +202,58 @@ def install(
     keys = LinkKeys.parse(settings.link_keys.get_secret_value()) if settings.link_keys else None
     updates = settings.topic(topics.PREFERENCE_UPDATES)
 
-    def customer_of(view: View, token: str) -> str | Response:
+    def customer_of(view: View, request: Request, token: str) -> str | Response:
+        """The link's customer, or the page that says why there is none (in the browser's
+        language: nobody is known to take one from)."""
+        words = words_for(*_accepted(request))
         if keys is None:
-            return _page(view, 503, "Not available", "<p>This page is not set up yet.</p>")
+            body = f"<p>{escape(words.unavailable)}</p>"
+            return _page(view, 503, words, words.unavailable_title, body)
         try:
             return keys.read(token, datetime.now(UTC))
         except BadLink as exc:
             log.warning("page.bad_link", why=exc.reason)
-            status, title, text = _BAD_LINK.get(exc.reason, _INVALID)
-            return _page(view, status, title, f'<p class="problem">{escape(text)}</p>')
+            expired = exc.reason == "expired"
+            status = 410 if expired else 403
+            title = words.expired_title if expired else words.invalid_title
+            text = words.expired if expired else words.invalid
+            return _page(view, status, words, title, f'<p class="problem">{escape(text)}</p>')
 
     @app.page("/p/{token}")
     class PreferencePage(View):
         async def get(self, request: Request, token: str) -> Response:
-            customer = customer_of(self, token)
+            customer = customer_of(self, request, token)
             if not isinstance(customer, str):
                 return customer
             remote = await forwarded(app, self, request, customer, customers)
             if remote is not None:
                 return remote
             state = read_state(customer) or CustomerState(customer_id=customer)
-            return _page(self, 200, "How we contact you", _form(policy, state.preferences, token))
+            locale = state.preferences.locale or state.profile.locale or policy.default_locale
+            words = words_for(locale)
+            body = _form(policy, state.preferences, token, words)
+            return _page(self, 200, words, words.form_title, body)
 
         async def post(self, request: Request, token: str) -> Response:
-            customer = customer_of(self, token)
+            customer = customer_of(self, request, token)
             if not isinstance(customer, str):
                 return customer
             form = await request.post()  # type: ignore[attr-defined]
+            words = words_for(form.get("lang"))  # the language the form was shown in
             try:
                 update = _update(policy, form)
             except ValidationError as exc:
                 problems = "; ".join(e["msg"] for e in exc.errors(include_url=False))
-                body = f'<p class="problem" role="alert">Not saved: {escape(problems)}</p>'
-                return _page(self, 400, "How we contact you", body + _form(policy, None, token))
+                said = escape(words.not_saved.format(problems))
+                body = f'<p class="problem" role="alert">{said}</p>'
+                body += _form(policy, None, token, words)
+                return _page(self, 400, words, words.form_title, body)
             event_id = f"page-{uuid.uuid4().hex}"
             value = preferences_event(event_id, customer, update, "preference_page")
             await produce(updates, customer.encode(), value)
             log.info("page.preferences_saved", customer_id=customer, event_id=event_id)
-            return _page(self, 200, "Your choices are saved", _saved(policy, update, token))
+            body = _saved(update, token, words)
+            return _page(self, 200, words, words.saved_title, body)
 
 
 def _update(policy: PolicySet, form: Any) -> PreferencesUpdate:
@@ -139,18 +276,18 @@ def _update(policy: PolicySet, form: Any) -> PreferencesUpdate:
     )
 
 
-def _form(policy: PolicySet, prefs: Preferences | None, token: str) -> str:
+def _form(policy: PolicySet, prefs: Preferences | None, token: str, words: Words) -> str:
     prefs = prefs or Preferences()
     preferred = prefs.preferred_channel or ""
     radios = "".join(
         f'<label><input type="radio" name="preferred_channel" value="{value}"'
         f"{' checked' if value == preferred else ''}> {escape(text)}</label>"
-        for value, text in [("", "No preference"), *CHANNEL_NAMES.items()]
+        for value, text in [("", words.no_preference), *words.channels.items()]
     )
     switched = prefs.channels or {}
     channels = "".join(
         f'<label><input type="checkbox" name="channel" value="{c}"'
-        f"{'' if switched.get(c) is False else ' checked'}> {escape(CHANNEL_NAMES[c])}</label>"
+        f"{'' if switched.get(c) is False else ' checked'}> {escape(words.channels[c])}</label>"
         for c in CHANNELS
     )
     chosen = prefs.categories or {}
@@ -161,8 +298,7 @@ def _form(policy: PolicySet, prefs: Preferences | None, token: str) -> str:
             rows.append(
                 f'<label><input type="checkbox" checked disabled aria-describedby="why-{name}">'
                 f" {label}</label>"
-                f'<p class="why" id="why-{name}">Required by law: we must send these notices. '
-                "Your channel choices above still apply; if none is left we send a letter.</p>"
+                f'<p class="why" id="why-{name}">{escape(words.required_why)}</p>'
             )
             continue
         on = (
@@ -178,46 +314,46 @@ def _form(policy: PolicySet, prefs: Preferences | None, token: str) -> str:
     start, end = (quiet.start, quiet.end) if quiet else ("", "")
     return f"""
 <form method="post" action="/p/{escape(token)}">
-  <fieldset><legend>Preferred way to reach you</legend>{radios}</fieldset>
-  <fieldset><legend>Ways we may contact you</legend>{channels}</fieldset>
-  <fieldset><legend>What we contact you about</legend>{"".join(rows)}</fieldset>
-  <fieldset><legend>Quiet hours (your local time)</legend>
-    <p class="why">We will not contact you between these times. Leave both empty for none.</p>
-    <label for="quiet_start">From</label>
+  <input type="hidden" name="lang" value="{words.lang}">
+  <fieldset><legend>{escape(words.preferred_legend)}</legend>{radios}</fieldset>
+  <fieldset><legend>{escape(words.channels_legend)}</legend>{channels}</fieldset>
+  <fieldset><legend>{escape(words.categories_legend)}</legend>{"".join(rows)}</fieldset>
+  <fieldset><legend>{escape(words.quiet_legend)}</legend>
+    <p class="why">{escape(words.quiet_why)}</p>
+    <label for="quiet_start">{escape(words.quiet_from)}</label>
     <input type="time" id="quiet_start" name="quiet_start" value="{escape(start)}">
-    <label for="quiet_end">Until</label>
+    <label for="quiet_end">{escape(words.quiet_until)}</label>
     <input type="time" id="quiet_end" name="quiet_end" value="{escape(end)}">
   </fieldset>
-  <button type="submit">Save my choices</button>
+  <button type="submit">{escape(words.save)}</button>
 </form>"""
 
 
-def _saved(policy: PolicySet, update: Preferences, token: str) -> str:
+def _saved(update: Preferences, token: str, words: Words) -> str:
     channels = update.channels or {}
-    on = [CHANNEL_NAMES[c] for c in CHANNELS if channels.get(c)]
-    off = [CHANNEL_NAMES[c] for c in CHANNELS if channels.get(c) is False]
+    on = [words.channels[c] for c in CHANNELS if channels.get(c)]
+    off = [words.channels[c] for c in CHANNELS if channels.get(c) is False]
     categories = update.categories or {}
     topics_off = [n for n, v in sorted(categories.items()) if v is False]
-    preferred = CHANNEL_NAMES.get(update.preferred_channel or "", "No preference")
+    preferred = words.channels.get(update.preferred_channel or "", words.no_preference)
     quiet = update.quiet_hours
     items = [
-        f"Preferred: {preferred}",
-        f"We may contact you by: {', '.join(on) or 'none of the above'}",
-        *([f"Switched off: {', '.join(off)}"] if off else []),
-        *([f"No messages about: {', '.join(topics_off)}"] if topics_off else []),
-        f"Quiet hours: {quiet.start} to {quiet.end}" if quiet else "Quiet hours: none",
+        words.saved_preferred.format(preferred),
+        words.saved_channels.format(", ".join(on) or words.none_of_them),
+        *([words.switched_off.format(", ".join(off))] if off else []),
+        *([words.no_messages.format(", ".join(topics_off))] if topics_off else []),
+        words.quiet_hours.format(quiet.start, quiet.end) if quiet else words.no_quiet_hours,
     ]
     listed = "".join(f"<li>{escape(i)}</li>" for i in items)
     return (
-        '<p class="notice" role="status">We saved your choices. They apply to the next '
-        f"message we send.</p><ul>{listed}</ul>"
-        f'<p><a href="/p/{escape(token)}">Change them again</a></p>'
+        f'<p class="notice" role="status">{escape(words.saved_notice)}</p><ul>{listed}</ul>'
+        f'<p><a href="/p/{escape(token)}">{escape(words.change_again)}</a></p>'
     )
 
 
-def _page(view: View, status: int, title: str, body: str) -> Response:
+def _page(view: View, status: int, words: Words, title: str, body: str) -> Response:
     html = f"""<!doctype html>
-<html lang="en">
+<html lang="{words.lang}">
 <head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">

@@ -536,6 +536,40 @@ def test_the_preference_page_in_a_real_browser(running: Running) -> None:
     assert f"{PUBLIC}/p/" in text, "the message carries the customer's link"
 
 
+def test_the_preference_page_speaks_the_customers_language(running: Running) -> None:
+    from streams.web.links import LinkKeys
+
+    key, value = _profile("C-ES", "+13125550341", "es@example.com")
+    profile = json.loads(value)
+    profile["data"]["locale"] = "es-US"
+    asyncio.run(produce(running.settings, [(key, json.dumps(profile).encode())]))
+    token = LinkKeys.parse(LINK_KEYS).sign("C-ES", datetime.now(UTC) + timedelta(days=1))
+
+    def shown() -> bool:
+        page = running.request("GET", f"/p/{token}")[1]
+        return "Cómo nos comunicamos con usted" in page
+
+    running.until("the Spanish profile to reach the state", shown)
+    status, page = running.request("GET", f"/p/{token}")
+    assert status == 200 and '<html lang="es">' in page
+    assert "Mensaje de texto (SMS)" in page and "Exigido por ley" in page
+    assert '<input type="hidden" name="lang" value="es">' in page
+
+    form = {"lang": "es", "preferred_channel": "email", "channel": "email"}
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, saved = running.post(f"/p/{token}", urlencode(form).encode(), headers)
+    assert status == 200 and "Guardamos sus preferencias" in saved
+    assert "Preferido: Correo electrónico" in saved
+    assert "Desactivado: Mensaje de texto (SMS), Llamada telefónica" in saved
+
+    # A link that names nobody: the browser's language is all there is to go by.
+    spanish = {"Accept-Language": "es-MX,es;q=0.9,en;q=0.5"}
+    status, refused = running.request("GET", f"/p/{token[:-3]}xyz", headers=spanish)
+    assert status == 403 and "Este enlace no es válido" in refused
+    status, refused = running.request("GET", f"/p/{token[:-3]}xyz")
+    assert status == 403 and "This link is not valid" in refused
+
+
 def test_detection_decides_what_a_call_says(running: Running) -> None:
     """A person hears the whole message; an answering machine only the voicemail-safe words."""
     now = datetime.now(UTC).replace(microsecond=0)
