@@ -1,4 +1,4 @@
-"""A TLS and SASL/PLAIN front door to the embedded broker, as a bank's Kafka has one.
+"""A TLS and SASL front door to the embedded broker, as a bank's Kafka has one.
 
 Tansu 0.6 takes only plain connections here: its `--cert` cannot be combined
 with `--key`, and a broker started with `--authentication` refuses the
@@ -9,9 +9,10 @@ address: every connection a client makes, bootstrap or not, goes through it.
 The gateway does what a broker does at the door. It terminates TLS with a
 certificate signed by a test CA (and asks for a client certificate when told
 to). With `users`, it answers the SASL handshake and `SaslAuthenticate`
-itself (PLAIN only), refuses any other request before them, and checks the
-password. After that it only copies bytes. The clients on the other side are
-the real ones: aiokafka and Faust, configured by `streams.security`.
+itself (PLAIN, and SCRAM-SHA-256/512 as RFC 5802 has the server's side),
+refuses any other request before them, and checks the password. After
+that it only copies bytes. The clients on the other side are the real ones:
+aiokafka and Faust, configured by `streams.security`.
 
 `Pki` makes the certificates with `cryptography`.
 """
@@ -19,8 +20,12 @@ the real ones: aiokafka and Faust, configured by `streams.security`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import ipaddress
+import secrets
 import ssl
 import struct
 import threading
@@ -173,8 +178,9 @@ class KafkaGateway:
         up_in: asyncio.StreamReader,
         up_out: asyncio.StreamWriter,
     ) -> bool:
-        """SASL/PLAIN before anything else; ApiVersions may come first, as Kafka allows."""
-        handshaken = False
+        """SASL before anything else; ApiVersions may come first, as Kafka allows."""
+        users = self.users or {}
+        exchange: _Plain | _Scram | None = None
         while True:
             frame = await _read_frame(client_in)
             api_key, version, correlation = struct.unpack(">hhi", frame[:8])
@@ -183,31 +189,93 @@ class KafkaGateway:
                 client_out.write(_framed(await _read_frame(up_in)))
             elif api_key == _SASL_HANDSHAKE:
                 mechanism = _string(frame, _after_client_id(frame))[0]
-                error = 0 if mechanism == "PLAIN" else _UNSUPPORTED_SASL_MECHANISM
-                body = struct.pack(">ihi", correlation, error, 1) + _str(b"PLAIN")
+                exchange = _Plain(users) if mechanism == "PLAIN" else None
+                if mechanism.startswith("SCRAM-SHA-") and mechanism in MECHANISMS:
+                    exchange = _Scram(users, mechanism)
+                error = 0 if exchange is not None else _UNSUPPORTED_SASL_MECHANISM
+                offered = b"".join(_str(m.encode()) for m in MECHANISMS)
+                body = struct.pack(">ihi", correlation, error, len(MECHANISMS)) + offered
                 client_out.write(_framed(body))
-                handshaken = error == 0
-            elif api_key == _SASL_AUTHENTICATE and handshaken:
-                (size,) = struct.unpack(">i", frame[_after_client_id(frame) :][:4])
-                start = _after_client_id(frame) + 4
-                _, user, password = frame[start : start + size].decode().split("\0")
-                ok = self.users is not None and self.users.get(user) == password
-                message = None if ok else b"Authentication failed: invalid username or password"
-                body = struct.pack(">ih", correlation, 0 if ok else _SASL_AUTHENTICATION_FAILED)
-                body += _str(message) + struct.pack(">i", 0)
+            elif api_key == _SASL_AUTHENTICATE and exchange is not None:
+                start = _after_client_id(frame)
+                (size,) = struct.unpack(">i", frame[start : start + 4])
+                reply, verdict, user = exchange.step(frame[start + 4 : start + 4 + size])
+                failed = verdict is False
+                message = b"Authentication failed: invalid username or password" if failed else None
+                body = struct.pack(">ih", correlation, _SASL_AUTHENTICATION_FAILED if failed else 0)
+                body += _str(message) + struct.pack(">i", len(reply)) + reply
                 if version >= 1:
                     body += struct.pack(">q", 0)
                 client_out.write(_framed(body))
                 await client_out.drain()
-                if ok:
+                if verdict is True:
                     self.authenticated.append(user)
                     return True
-                self.refused.append(f"{user}: wrong password")
-                return False
+                if failed:
+                    self.refused.append(f"{user}: wrong password")
+                    return False
             else:
                 self.refused.append(f"request {api_key} before SASL authentication")
                 return False
             await client_out.drain()
+
+
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+"""What the gateway offers in the SASL handshake."""
+
+Step = tuple[bytes, bool | None, str]
+"""What to answer, the verdict (None: the exchange goes on) and the user."""
+
+
+class _Plain:
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = users
+
+    def step(self, data: bytes) -> Step:
+        _, user, password = data.decode().split("\0")
+        return b"", self._users.get(user) == password, user
+
+
+class _Scram:
+    """The server's side of RFC 5802: two round trips, the password never sent."""
+
+    ITERATIONS = 4096
+
+    def __init__(self, users: dict[str, str], mechanism: str) -> None:
+        self._users = users
+        self._name = "sha256" if mechanism.endswith("256") else "sha512"
+        self._salt = secrets.token_bytes(16)
+        self._user = ""
+        self._client_first = self._server_first = self._nonce = ""
+
+    def step(self, data: bytes) -> Step:
+        if not self._server_first:  # client-first: n,,n=user,r=nonce
+            self._client_first = data.decode().split(",", 2)[2]
+            attrs = dict(pair.split("=", 1) for pair in self._client_first.split(","))
+            self._user = attrs["n"].replace("=2C", ",").replace("=3D", "=")
+            self._nonce = attrs["r"] + secrets.token_hex(12)
+            salt = base64.b64encode(self._salt).decode()
+            self._server_first = f"r={self._nonce},s={salt},i={self.ITERATIONS}"
+            return self._server_first.encode(), None, self._user
+        final = data.decode()  # client-final: c=biws,r=nonce,p=proof
+        without_proof, _, proof = final.rpartition(",p=")
+        auth = f"{self._client_first},{self._server_first},{without_proof}".encode()
+        password = self._users.get(self._user)
+        if password is None or f",r={self._nonce}" not in f",{without_proof}":
+            return b"", False, self._user
+        salted = hashlib.pbkdf2_hmac(self._name, password.encode(), self._salt, self.ITERATIONS)
+        client_key = self._hmac(salted, b"Client Key")
+        stored = hashlib.new(self._name, client_key).digest()
+        signature = self._hmac(stored, auth)
+        given = base64.b64decode(proof)
+        recovered = bytes(a ^ b for a, b in zip(given, signature, strict=False))
+        if hashlib.new(self._name, recovered).digest() != stored:
+            return b"", False, self._user
+        server_signature = self._hmac(self._hmac(salted, b"Server Key"), auth)
+        return b"v=" + base64.b64encode(server_signature), True, self._user
+
+    def _hmac(self, key: bytes, message: bytes) -> bytes:
+        return hmac.new(key, message, self._name).digest()
 
 
 async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

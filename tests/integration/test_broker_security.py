@@ -81,6 +81,17 @@ def door(request: pytest.FixtureRequest, pki: Pki) -> Iterator[KafkaGateway]:
             },
             id="sasl-ssl-password",
         ),
+        pytest.param(
+            (False, USERS),
+            lambda pki: {
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_sasl_mechanism": "SCRAM-SHA-512",
+                "kafka_sasl_username": "clarion-worker",
+                "kafka_sasl_password": USERS["clarion-worker"],
+                "kafka_ssl_cafile": pki.ca,
+            },
+            id="sasl-ssl-scram",
+        ),
     ],
     indirect=["door"],
 )
@@ -138,9 +149,11 @@ def test_tls_refuses_a_client_without_a_certificate_or_trusting_another_ca(
 
 
 @pytest.mark.parametrize("door", [(False, USERS)], indirect=True)
-def test_sasl_refuses_a_wrong_password(door: KafkaGateway, pki: Pki) -> None:
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_refuses_a_wrong_password(door: KafkaGateway, pki: Pki, mechanism: str) -> None:
     wrong = Settings(
         kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=mechanism,
         kafka_ssl_cafile=pki.ca,
         kafka_sasl_username="clarion-worker",
         kafka_sasl_password="Tr0ub4dor&3",
