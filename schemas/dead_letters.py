@@ -45,3 +45,7 @@ class DeadLetter(BaseModel):
     def original_value(self) -> bytes:
         """The bytes exactly as they arrived, for a replay once the producer is fixed."""
         return base64.b64decode(self.value_b64)
+
+    def original_key(self) -> bytes | None:
+        """The key exactly as it arrived (None: it had none)."""
+        return None if self.key_b64 is None else base64.b64decode(self.key_b64)

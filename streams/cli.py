@@ -47,6 +47,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--format", choices=("table", "jsonl"), default="table", help="as policy simulate prints"
     )
 
+    letters = sub.add_parser(
+        "dead-letters",
+        help="what intake and dispatch refused, by code; --replay sends those of one code again",
+    )
+    letters.add_argument(
+        "--code", help="only this reject code (wrong_partition, internal_error, ...)"
+    )
+    letters.add_argument(
+        "--replay",
+        action="store_true",
+        help="send the originals of --code again, to their topics, partitioned by their keys",
+    )
+
     policy = sub.add_parser("policy", help="work with policy files").add_subparsers(
         dest="policy_command", required=True
     )
@@ -99,6 +112,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure("console", "warning")
             trail = asyncio.run(read_trail(Settings.from_env(), args.customer))
             sys.stdout.write(render(trail, args.customer, args.format))
+            return 0
+        if args.command == "dead-letters":
+            import asyncio
+
+            from streams import replay
+            from streams.logging import configure
+
+            if args.replay and not args.code:
+                print("clarion dead-letters: --replay needs --code", file=sys.stderr)
+                return 2
+            configure("console", "warning")
+            settings = Settings.from_env()
+            found = asyncio.run(replay.read_letters(settings, args.code))
+            if not args.replay:
+                sys.stdout.write(replay.summary(found))
+                return 0
+            sent = asyncio.run(replay.send_again(settings, found))
+            print(f"sent {sent} {args.code} dead letters again")
             return 0
         if args.command == "demo":
             from streams.demo import DEMO_DIR, DemoError, run_demo

@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError
 
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
@@ -35,26 +34,14 @@ async def read_trail(settings: Settings, customer: str) -> Trail:
     partition = topics.home_partition(key, settings.partitions)
     # The customers table's changelog key is Faust's JSON encoding of the id.
     keys = {key, json.dumps(customer).encode()}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        **security.for_settings(settings),
+    names = (
+        settings.topic(topics.DECISIONS),
+        settings.topic(topics.DEAD_LETTERS),
+        f"{settings.app_id}-customers-changelog",
     )
-    try:
-        await consumer.start()
-    except KafkaConnectionError:
-        await consumer.stop()
-        raise topics.unreachable(settings) from None
-    try:
-        names = (
-            settings.topic(topics.DECISIONS),
-            settings.topic(topics.DEAD_LETTERS),
-            f"{settings.app_id}-customers-changelog",
-        )
+    async with topics.connected(settings, AIOKafkaConsumer) as consumer:
         parts = [TopicPartition(name, partition) for name in names]
         found = await _read(settings, consumer, parts, keys)
-    finally:
-        await consumer.stop()
     decisions_raw, letters_raw, states_raw = found
     decisions = [Decision.model_validate_json(v) for v in decisions_raw]
     letters = [DeadLetter.model_validate_json(v) for v in letters_raw]

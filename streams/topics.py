@@ -9,11 +9,12 @@ would otherwise pick a count that breaks the co-partitioning.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
@@ -23,6 +24,8 @@ from streams import security
 from streams.settings import BrokerUnreachable, Settings
 
 log = structlog.get_logger(__name__)
+
+Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
 
 ACCOUNT_EVENTS = "account-events"
 CUSTOMER_PROFILES = "customer-profiles"
@@ -76,6 +79,22 @@ def unreachable(settings: Settings) -> BrokerUnreachable:
         f"{settings.kafka_security_protocol} (aiokafka's reason is logged above; check "
         "CLARION_KAFKA_BOOTSTRAP and the CLARION_KAFKA_SECURITY_PROTOCOL settings)"
     )
+
+
+@asynccontextmanager
+async def connected(settings: Settings, client: type[Client]) -> AsyncIterator[Client]:
+    """A started consumer or producer for the CLI's readers and writers, connected as the
+    workers are (`streams.security`); `BrokerUnreachable` when the broker will not have it."""
+    made = client(bootstrap_servers=settings.kafka_bootstrap, **security.for_settings(settings))
+    try:
+        await made.start()
+    except KafkaConnectionError:
+        await made.stop()
+        raise unreachable(settings) from None
+    try:
+        yield made
+    finally:
+        await made.stop()
 
 
 async def ensure_topics(settings: Settings) -> None:

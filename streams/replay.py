@@ -1,0 +1,54 @@
+"""`clarion dead-letters`: what was refused, and sending it again once its cause is fixed.
+
+A dead letter keeps the message whole (key and bytes) with the reason it was
+refused. Some causes are fixed outside the message: a producer's partitioner
+(`wrong_partition`: the same bytes, sent with Kafka's default partitioner, go
+to the customer's partition), a state the broker would not save
+(`internal_error`), a schema version a newer worker now reads. For those,
+sending the original again is the repair, and intake's dedupe and the
+deterministic notification ids make a second replay harmless.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas.dead_letters import DeadLetter
+from streams import security, topics
+from streams.settings import Settings
+
+
+async def read_letters(settings: Settings, code: str | None = None) -> list[DeadLetter]:
+    """Every dead letter the broker still keeps, oldest first per partition; `code` filters."""
+    name = settings.topic(topics.DEAD_LETTERS)
+    async with topics.connected(settings, AIOKafkaConsumer) as consumer:
+        parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        options = security.for_settings(settings)
+        found = await topics.read_to_end(consumer, settings.kafka_bootstrap, parts, options)
+    letters = [DeadLetter.model_validate_json(value) for tp in parts for _, value in found[tp]]
+    return [letter for letter in letters if code is None or letter.code == code]
+
+
+async def send_again(settings: Settings, letters: list[DeadLetter]) -> int:
+    """Each letter's original key and bytes to its original topic, partitioned by the key."""
+    async with topics.connected(settings, AIOKafkaProducer) as producer:
+        for letter in letters:
+            await producer.send(letter.topic, letter.original_value(), key=letter.original_key())
+        await producer.flush()
+    return len(letters)
+
+
+def summary(letters: list[DeadLetter]) -> str:
+    """How many by code, then each letter: where it was and why it was refused."""
+    if not letters:
+        return "no dead letters\n"
+    counts = Counter(letter.code for letter in letters)
+    lines = [f"{len(letters)} dead letters: " + ", ".join(f"{c} {n}" for c, n in counts.items())]
+    lines += [
+        f"  {letter.received_at:%Y-%m-%d %H:%MZ}  {letter.topic}[{letter.partition}]@"
+        f"{letter.offset}  {letter.code:<26} {letter.reason}"
+        for letter in letters
+    ]
+    return "\n".join(lines) + "\n"
