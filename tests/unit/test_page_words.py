@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from streams.web.page import WORDS, words_for
+from streams.web.words import WORDS, words_for
 
 
 def test_the_customers_locale_picks_the_language() -> None:
@@ -28,3 +28,17 @@ def test_every_language_says_everything() -> None:
         value = getattr(english, field.name)
         if isinstance(value, str):
             assert value.count("{}") == getattr(spanish, field.name).count("{}"), field.name
+
+
+def test_the_browsers_languages_come_most_wanted_first() -> None:
+    from streams.web.page import _accepted
+
+    class Asked:
+        def __init__(self, header: str) -> None:
+            self.headers = {"Accept-Language": header}
+
+    assert _accepted(Asked("fr-CH, fr;q=0.9, es;q=0.8, *;q=0.5")) == ["fr-CH", "fr", "es", "*"]
+    assert _accepted(Asked("fr,es")) == ["fr", "es"]  # equal weights keep their order
+    assert _accepted(Asked("en;q=0.2,es")) == ["es", "en"]
+    assert _accepted(Asked("es;q=x,en")) == ["en"]  # a weight that is not a number is left out
+    assert words_for(*_accepted(Asked("fr,es;q=0.5"))).lang == "es"
