@@ -15,13 +15,17 @@ from tests.conftest import POLICIES, ROOT
 pytestmark = pytest.mark.e2e
 
 
-def clarion(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def clarion(
+    *args: str, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`clarion ARGS`; with `env`, in that environment alone (and a PATH), as a fresh shell."""
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=None if env is None else {"PATH": "/usr/bin:/bin", **env},
     )
 
 
@@ -58,33 +62,18 @@ def test_policy_check_reports_file_line_column(tmp_path: Path) -> None:
 
 
 def test_worker_names_a_bad_setting() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "CLARION_PARTITIONS": "zero"},
-    )
+    result = clarion("worker", timeout=60, env={"CLARION_PARTITIONS": "zero"})
     assert result.returncode == 2
     assert "CLARION_PARTITIONS" in result.stderr
 
 
 def test_worker_names_a_half_made_broker_connection() -> None:
     env = {
-        "PATH": "/usr/bin:/bin",
         "CLARION_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         "CLARION_KAFKA_SASL_PASSWORD": "hunter2-is-not-shown",
         "CLARION_KAFKA_SSL_CERTFILE": "/etc/clarion/client.pem",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    result = clarion("worker", timeout=60, env=env)
     assert result.returncode == 2
     for said in (
         "CLARION_KAFKA_SASL_USERNAME is required with SASL_PLAINTEXT",
@@ -99,14 +88,7 @@ def test_ledger_says_when_the_broker_cannot_be_reached() -> None:
     from streams.broker import free_port
 
     bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "ledger", "C-1001"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "CLARION_KAFKA_BOOTSTRAP": bootstrap},
-    )
+    result = clarion("ledger", "C-1001", timeout=60, env={"CLARION_KAFKA_BOOTSTRAP": bootstrap})
     assert result.returncode == 1
     assert (
         result.stderr.strip()
@@ -116,19 +98,11 @@ def test_ledger_says_when_the_broker_cannot_be_reached() -> None:
 
 
 def test_worker_names_a_bad_role() -> None:
-    env = {"PATH": "/usr/bin:/bin"}
     for argv, says in (
         (["--role", "both"], "invalid choice: 'both'"),
         ([], "CLARION_ROLE"),  # the variable, as any setting
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "worker", *argv],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**env, "CLARION_ROLE": "both"},
-        )
+        result = clarion("worker", *argv, timeout=60, env={"CLARION_ROLE": "both"})
         assert result.returncode == 2 and says in result.stderr, result.stderr
 
 
