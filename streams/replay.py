@@ -16,7 +16,7 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.dead_letters import DeadLetter
-from streams import security, topics
+from streams import security, timeline, topics
 from streams.settings import Settings
 
 
@@ -47,8 +47,6 @@ def summary(letters: list[DeadLetter]) -> str:
     counts = Counter(letter.code for letter in letters)
     lines = [f"{len(letters)} dead letters: " + ", ".join(f"{c} {n}" for c, n in counts.items())]
     lines += [
-        f"  {letter.received_at:%Y-%m-%d %H:%MZ}  {letter.topic}[{letter.partition}]@"
-        f"{letter.offset}  {letter.code:<26} {letter.reason}"
-        for letter in letters
+        f"  {letter.received_at:%Y-%m-%d %H:%MZ}  {timeline.refused(letter)}" for letter in letters
     ]
     return "\n".join(lines) + "\n"

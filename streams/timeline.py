@@ -36,13 +36,14 @@ def render(
     letters = list(dead_letters)
     if letters:
         lines.append(f"dead-letters ({len(letters)})")
-        for letter in letters:
-            lines.append(
-                f"  {letter.topic}[{letter.partition}]@{letter.offset}  "
-                f"{letter.code:<26} {letter.reason}"
-            )
+        lines += [f"  {refused(letter)}" for letter in letters]
         lines.append("")
     return "\n".join(lines)
+
+
+def refused(letter: DeadLetter) -> str:
+    """One dead letter, for people: where it was, its code and why."""
+    return f"{letter.topic}[{letter.partition}]@{letter.offset}  {letter.code:<26} {letter.reason}"
 
 
 def row(decision: Decision) -> dict[str, Any]:
