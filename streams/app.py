@@ -7,11 +7,11 @@ message and it would be gone. What cannot be processed goes to `dead-letters`.
 - `intake`: account events, profiles and preferences -> validate -> dedupe ->
   engine -> `decisions` (hand-offs also to `agent-tasks`) and
   `notifications-outbound`. Clock messages on `timer-ticks` fire the steps
-  falling due (streams/timers.py says how timers survive restarts).
+  falling due (streams/intake/timers.py says how timers survive restarts).
   Delivery receipts (from the dispatcher and, later, the providers' webhooks)
   reach the engine the same way, on `delivery-receipts`.
 - `dispatch`: `notifications-outbound` -> render -> channel -> `decisions`
-  (streams/dispatch.py); `retry` brings back, when due, what a provider
+  (streams/dispatch/dispatcher.py); `retry` brings back, when due, what a provider
   could not take yet (`notification-retries`).
 
 One process runs both sides (`CLARION_ROLE=all`, the default), or each runs
@@ -50,18 +50,21 @@ from schemas.dead_letters import DeadLetter, RejectCode
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams import replies, security, stored, topics, transport
-from streams.clock import now_for
-from streams.dispatch import Attempt, Dispatcher, Sinks
-from streams.metrics import CONTENT_TYPE, Metrics
-from streams.providers import build_channels
-from streams.settings import Settings
-from streams.timers import TimerIndex, clock_message, read_clock
-from streams.transport import ClarionApp
+from streams.dispatch import replies
+from streams.dispatch.dispatcher import Attempt, Dispatcher, Sinks
+from streams.dispatch.providers import build_channels
+from streams.intake import stored
+from streams.intake.timers import TimerIndex, clock_message, read_clock
+from streams.intake.working import Working
+from streams.kafka import topics, transport
+from streams.kafka.transport import ClarionApp
+from streams.runtime import security
+from streams.runtime.clock import now_for
+from streams.runtime.metrics import CONTENT_TYPE, Metrics
+from streams.runtime.settings import Settings
 from streams.web import api, page, webhooks
 from streams.web.links import LinkKeys
 from streams.web.webhooks import LiveCalls
-from streams.working import Working
 
 log = structlog.get_logger(__name__)
 
@@ -177,7 +180,7 @@ def create_app(
 
     @app.page("/metrics")
     async def scraped(web: Any, request: Any) -> Any:
-        """Prometheus' text format (streams/metrics.py)."""
+        """Prometheus' text format (streams/runtime/metrics.py)."""
         return web.text(metrics.render(), content_type=CONTENT_TYPE)
 
     @app.page("/ready")
@@ -230,7 +233,7 @@ def _install_intake(app: faust.App, shell: _Shell) -> Callable[[], int]:
         partitions=settings.partitions,
     )
     ticks = topic(topics.TIMER_TICKS)
-    # Bytes, not dicts: streams/stored.py says why.
+    # Bytes, not dicts: streams/intake/stored.py says why.
     customers = transport.table(app, "customers", partitions=settings.partitions, value_type=bytes)
     seen = transport.table(app, "seen-event-ids", partitions=settings.partitions)
     window = timedelta(hours=settings.dedupe_window_hours)
@@ -453,7 +456,7 @@ def _install_dispatch(app: faust.App, shell: _Shell, channel: Channel | None) ->
 
     @app.agent(outbound, name="dispatch", concurrency=1)
     async def dispatch(stream: faust.StreamT[bytes]) -> None:
-        """Batches of requests, so provider calls overlap (see streams/dispatch.py)."""
+        """Batches of requests, so provider calls overlap (see streams/dispatch/dispatcher.py)."""
         async for events in stream.take_events(settings.dispatch_concurrency, within=0.05):
             batch: list[tuple[faust.EventT, Attempt]] = []
             for event in events:

@@ -11,10 +11,10 @@ import pytest
 
 from policies.loader import load_directory
 from policies.model import PolicySet
-from streams import topics
-from streams.broker import EmbeddedBroker
-from streams.demo import demo_settings
-from streams.settings import Settings
+from streams.cli.demo import demo_settings
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -12,7 +12,7 @@ to). With `users`, it answers the SASL handshake and `SaslAuthenticate`
 itself (PLAIN, and SCRAM-SHA-256/512 as RFC 5802 has the server's side),
 refuses any other request before them, and checks the password. After
 that it only copies bytes. The clients on the other side are the real ones:
-aiokafka and Faust, configured by `streams.security`.
+aiokafka and Faust, configured by `streams.runtime.security`.
 
 `Pki` makes the certificates with `cryptography`.
 """

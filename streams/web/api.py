@@ -26,8 +26,8 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from policies.model import PolicySet
 from policies.state import ConsentRecord
 from schemas.customer import Preferences
-from streams import topics
-from streams.settings import Settings
+from streams.kafka import topics
+from streams.runtime.settings import Settings
 from streams.web.reads import CUSTOMER_ID, forwarded, state_reader
 
 _CONSENT = TypeAdapter(ConsentRecord)

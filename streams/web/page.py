@@ -24,8 +24,8 @@ from policies.model import PolicySet
 from policies.state import CustomerState
 from schemas.customer import Preferences
 from schemas.types import CHANNELS
-from streams import topics
-from streams.settings import Settings
+from streams.kafka import topics
+from streams.runtime.settings import Settings
 from streams.web.api import PreferencesUpdate, preferences_event
 from streams.web.links import BadLink, LinkKeys
 from streams.web.reads import forwarded, state_reader

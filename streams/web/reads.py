@@ -18,7 +18,7 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from policies.state import CustomerState
-from streams import stored
+from streams.intake import stored
 
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 """What a customer id looks like in a URL (the producers' ids: letters, digits, . _ : -)."""

@@ -6,7 +6,7 @@ rewrites), SendGrid's ECDSA signature and the age of its timestamp. A request
 that fails gets 403, one log line, and writes nothing. What passes becomes
 events: receipts on `delivery-receipts` and preference changes on
 `preference-updates`, keyed by customer; SMS replies on `sms-conversations`,
-keyed by number, until streams/replies.py resolves them to a customer.
+keyed by number, until streams/dispatch/replies.py resolves them to a customer.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from channels.base import Message
 from channels.sendgrid_inbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, read_events, verify
 from channels.twilio import TwilioVoice
 from channels.twilio_inbound import keyword, reply_twiml, signature_ok, status_receipt
-from streams import topics
-from streams.replies import reply_message
-from streams.settings import Settings
+from streams.dispatch.replies import reply_message
+from streams.kafka import topics
+from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -121,7 +121,7 @@ def install(
 
     @app.page("/webhooks/twilio/sms")
     class TwilioInboundSms(View):
-        """A customer's reply. HELP is answered here; the rest is resolved by streams/replies.py."""
+        """A customer's reply: HELP is answered here, the rest by dispatch/replies.py."""
 
         async def post(self, request: Request) -> Response:
             form = await twilio_form(self, request, "twilio.sms")

@@ -18,7 +18,7 @@ from typing import Any
 
 import faust
 
-from streams.transport import ClarionApp
+from streams.kafka.transport import ClarionApp
 
 APP_ID = "bare-faust-bench"
 

@@ -28,7 +28,7 @@ from policies.state import CustomerState
 from policies.windows import next_allowed
 from schemas.customer import QuietHours
 from schemas.events import Event, event_from_dict
-from streams.collector import REPLAY_THRESHOLDS, for_replay
+from streams.runtime.collector import REPLAY_THRESHOLDS, for_replay
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "deploy" / "policies"

@@ -38,9 +38,9 @@ from statistics import quantiles
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams import topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.demo import demo_settings, start_process, start_worker, stop_worker
+from streams.cli.demo import demo_settings, start_process, start_worker, stop_worker
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker, free_port
 from tests.benchmarks.pipeline import (
     _msg,
     cpu_seconds,

@@ -27,11 +27,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from schemas.decisions import Decision
-from streams import topics
 from streams.app import EXAMPLE_POLICIES
-from streams.broker import EmbeddedBroker
-from streams.demo import demo_settings, start_worker, stop_worker
-from streams.settings import Settings
+from streams.cli.demo import demo_settings, start_worker, stop_worker
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.runtime.settings import Settings
 from tests.benchmarks import memory
 from tests.benchmarks.pipeline import wait_ready
 

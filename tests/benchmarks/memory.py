@@ -30,11 +30,12 @@ from policies.engine import decide
 from policies.loader import load_directory
 from policies.state import CustomerState
 from schemas.events import event_from_dict
-from streams import stored, topics
 from streams.app import EXAMPLE_POLICIES
-from streams.broker import EmbeddedBroker
-from streams.demo import advance_clock, demo_settings, start_worker, stop_worker
-from streams.settings import Settings
+from streams.cli.demo import advance_clock, demo_settings, start_worker, stop_worker
+from streams.intake import stored
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.runtime.settings import Settings
 from tests.benchmarks.pipeline import wait_ready
 
 TEMPLATE_CUSTOMER, TEMPLATE_ACCOUNT = "C-TEMPLATE", "A-TEMPLATE"

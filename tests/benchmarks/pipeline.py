@@ -31,10 +31,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams import topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.demo import demo_settings, start_process, start_worker, stop_worker
-from streams.settings import Settings
+from streams.cli.demo import demo_settings, start_process, start_worker, stop_worker
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.runtime.settings import Settings
 from tests.benchmarks import bare_faust as bare_faust_app
 
 

@@ -85,7 +85,7 @@ def test_worker_names_a_half_made_broker_connection() -> None:
 
 
 def test_ledger_says_when_the_broker_cannot_be_reached() -> None:
-    from streams.broker import free_port
+    from streams.kafka.broker import free_port
 
     bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
     result = clarion("ledger", "C-1001", timeout=60, env={"CLARION_KAFKA_BOOTSTRAP": bootstrap})

@@ -12,9 +12,9 @@ from pathlib import Path
 from policies.model import PolicySet
 from policies.simulator import default_until, simulate
 from schemas.events import event_from_dict
-from streams import topics
-from streams.demo import demo_settings
-from streams.settings import Settings
+from streams.cli.demo import demo_settings
+from streams.kafka import topics
+from streams.runtime.settings import Settings
 from tests.conftest import STORIES
 
 GROUPS = 30  # ten customers each

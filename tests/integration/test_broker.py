@@ -12,9 +12,9 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import EmbeddedBroker, metadata_ok
-from streams.topics import read_past
-from streams.transport import rewind_uncommitted, set_paused_in_client
+from streams.kafka.broker import EmbeddedBroker, metadata_ok
+from streams.kafka.topics import read_past
+from streams.kafka.transport import rewind_uncommitted, set_paused_in_client
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +61,8 @@ def broker_in_a_child(body: str) -> tuple[subprocess.Popen[str], int]:
     code = (
         "import signal, time\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "from streams.broker import EmbeddedBroker\n"
-        "from streams.logging import configure; configure()\n"
+        "from streams.kafka.broker import EmbeddedBroker\n"
+        "from streams.runtime.logging import configure; configure()\n"
         f"{body}\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -92,7 +92,7 @@ def test_dies_with_a_parent_killed_by_sigkill() -> None:
 
 
 def test_a_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.broker import BrokerError, find_broker_binary
+    from streams.kafka.broker import BrokerError, find_broker_binary
 
     monkeypatch.setenv("CLARION_TANSU_BIN", "/nonexistent/tansu")
     with pytest.raises(BrokerError, match="CLARION_TANSU_BIN"):

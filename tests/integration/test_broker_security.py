@@ -24,10 +24,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from schemas.decisions import Decision
-from streams import security, topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.demo import demo_settings, settings_env, start_worker, stop_worker
-from streams.settings import Settings, SettingsError
+from streams.cli.demo import demo_settings, settings_env, start_worker, stop_worker
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.runtime import security
+from streams.runtime.settings import Settings, SettingsError
 from tests.kafka_gateway import KafkaGateway, Pki
 
 pytestmark = pytest.mark.integration

@@ -18,15 +18,15 @@ import pytest
 
 from channels.sandbox import read_outbox
 from policies.model import PolicySet
-from streams import topics
-from streams.broker import EmbeddedBroker
-from streams.demo import (
+from streams.cli.demo import (
     advance_clock,
     produce_lines,
     settle,
     start_worker,
     stop_worker,
 )
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
 from tests.benchmarks.memory import logged
 from tests.integration.scaled import GROUPS, prepare
 
@@ -87,7 +87,7 @@ def test_sigkill_twice_every_step_fires_exactly_once(
     sent = [m["notification_id"] for m in read_outbox(outbox)]
     assert len(sent) == len(set(sent)), "a notification was sent twice"
     assert set(sent) == expected
-    # The restarted workers read the customers' changelog in bulk (streams/bulk_load.py),
+    # The restarted workers read the customers' changelog in bulk (streams/kafka/bulk_load.py),
     # and Faust's recovery replayed only what came after.
     bulk = [e for e in logged(tmp_path / "workers.log") if e.get("event") == "table.read_in_bulk"]
     customers = [e["records"] for e in bulk if e["table"] == "customers"]

@@ -21,8 +21,8 @@ from channels.templates import Templates
 from channels.twilio import TwilioConfig, TwilioSms
 from schemas.decisions import Decision
 from schemas.notifications import DeliveryReceipt
-from streams.dispatch import Attempt, Dispatcher, Sinks
-from streams.settings import Settings
+from streams.dispatch.dispatcher import Attempt, Dispatcher, Sinks
+from streams.runtime.settings import Settings
 from tests.conftest import POLICIES
 from tests.fakes import FakeTwilio
 from tests.unit.test_shell_helpers import request

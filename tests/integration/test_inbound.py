@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from twilio.request_validator import RequestValidator
 
 from schemas.decisions import Decision
-from streams import topics
-from streams.broker import EmbeddedBroker
-from streams.demo import demo_settings, start_worker, stop_worker
-from streams.settings import Settings
-from streams.timers import clock_message
+from streams.cli.demo import demo_settings, start_worker, stop_worker
+from streams.intake.timers import clock_message
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.runtime.settings import Settings
 from tests import samples
 from tests.conftest import POLICIES
 from tests.fakes import ProvidersThread

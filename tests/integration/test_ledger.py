@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams import topics
-from streams.broker import EmbeddedBroker
-from streams.demo import settings_env, settle, start_worker, stop_worker
-from streams.settings import Settings
+from streams.cli.demo import settings_env, settle, start_worker, stop_worker
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.runtime.settings import Settings
 from tests import samples
 from tests.conftest import run_settings
 

@@ -15,10 +15,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from channels.sandbox import read_outbox
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
-from streams import topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.demo import demo_settings, settle, start_worker, stop_worker
-from streams.settings import Settings
+from streams.cli.demo import demo_settings, settle, start_worker, stop_worker
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.runtime.settings import Settings
 from tests import samples
 from tests.conftest import STORIES, metrics
 

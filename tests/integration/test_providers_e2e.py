@@ -20,9 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from schemas.decisions import Decision
-from streams import topics
-from streams.broker import EmbeddedBroker
-from streams.demo import demo_settings, start_worker, stop_worker
+from streams.cli.demo import demo_settings, start_worker, stop_worker
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
 from tests.fakes import ProvidersThread
 from tests.integration.test_pipeline import produce
 

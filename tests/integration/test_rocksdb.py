@@ -16,9 +16,7 @@ from policies.model import PolicySet
 from policies.simulator import simulate
 from schemas.decisions import Decision
 from schemas.events import parse_event
-from streams import topics
-from streams.broker import EmbeddedBroker
-from streams.demo import (
+from streams.cli.demo import (
     advance_clock,
     demo_settings,
     feed_and_settle,
@@ -29,7 +27,9 @@ from streams.demo import (
     start_worker,
     stop_worker,
 )
-from streams.settings import Settings
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.runtime.settings import Settings
 from tests.benchmarks.memory import logged
 from tests.conftest import STORIES
 
@@ -67,7 +67,7 @@ def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
     """The stories taken in by one worker; their timers fired by another on an empty disk.
 
     The second one's RocksDB holds nothing, so it reads the customers'
-    changelog in bulk (streams/bulk_load.py) before Faust's recovery. If that
+    changelog in bulk (streams/kafka/bulk_load.py) before Faust's recovery. If that
     read wrote anything wrong, the timers would not fire as simulated.
     """
 
@@ -104,10 +104,11 @@ def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
     read = [e for e in logged(tmp_path / "second.log") if e.get("event") == "table.read_in_bulk"]
     assert sum(e["records"] for e in read if e["table"] == "customers") >= 10
     assert_as_simulated(decisions, policy)
-    # Ready, the worker took its start-up heap out of the collector's walks (streams/collector.py).
+    # Ready, the worker took its start-up heap out of the collector's walks
+    # (streams/runtime/collector.py).
     frozen = [e for e in logged(tmp_path / "second.log") if e.get("event") == "gc.startup_frozen"]
     assert len(frozen) == 1 and frozen[0]["objects"] > 50_000
-    # Recovered, its changelogs were paused in aiokafka too (fault 5, streams/transport.py).
+    # Recovered, its changelogs were paused in aiokafka too (fault 5, streams/kafka/transport.py).
     paused = [
         e for e in logged(tmp_path / "second.log") if e.get("event") == "consumer.changelogs_paused"
     ]

@@ -21,16 +21,16 @@ from pydantic import SecretStr
 
 from channels.sandbox import read_outbox
 from policies.model import PolicySet
-from streams import topics
-from streams.broker import EmbeddedBroker, free_port
-from streams.demo import (
+from streams.cli.demo import (
     advance_clock,
     produce_lines,
     settle,
     start_worker,
     stop_worker,
 )
-from streams.settings import Settings
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.runtime.settings import Settings
 from tests.integration.scaled import prepare
 
 pytestmark = pytest.mark.integration

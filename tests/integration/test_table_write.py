@@ -1,6 +1,6 @@
 """`ClarionTable.write` against Faust's own `table[key] = value`, on the real broker.
 
-The direct write skips Faust's producer buffer (streams/transport.py says why).
+The direct write skips Faust's producer buffer (streams/kafka/transport.py says why).
 What must not change is what lands in the changelog, since recovery, the bulk
 read and a replacement worker all read it back: the same key and value bytes,
 on the partition of the event being handled. And RocksDB must go on noting
@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 from structlog.testing import capture_logs
 
-from streams import transport
-from streams.broker import EmbeddedBroker
-from streams.transport import ClarionApp
+from streams.kafka import transport
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.transport import ClarionApp
 
 
 class _Event:

@@ -11,10 +11,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
-from streams import topics
-from streams.broker import EmbeddedBroker
-from streams.demo import demo_settings
-from streams.settings import Settings
+from streams.cli.demo import demo_settings
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
+from streams.runtime.settings import Settings
 
 pytestmark = pytest.mark.integration
 

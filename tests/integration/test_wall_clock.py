@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from schemas.decisions import Decision
-from streams import topics
-from streams.broker import EmbeddedBroker
-from streams.demo import demo_settings, produce_lines, start_worker, stop_worker
+from streams.cli.demo import demo_settings, produce_lines, start_worker, stop_worker
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker
 from tests.conftest import metrics
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""A table store's bulk read of its changelog, when it cannot read (streams/bulk_load.py)."""
+"""A table store's bulk read of its changelog, when it cannot read (streams/kafka/bulk_load.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from faust.types import TP
 from structlog.testing import capture_logs
 
-from streams.broker import free_port
-from streams.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
-from streams.transport import ClarionApp
+from streams.kafka.broker import free_port
+from streams.kafka.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
+from streams.kafka.transport import ClarionApp
 
 
 def table_on(store: str, tmp_path: Path) -> tuple[ClarionApp, object]:

@@ -10,7 +10,7 @@ from channels.lint import has_opt_out, sms_segments
 from channels.templates import Templates
 from schemas.events import EVENT_DATA, event_from_dict
 from schemas.examples import EXAMPLE_DATA
-from streams import policy_cli
+from streams.cli import policy as policy_cli
 from tests import samples
 from tests.conftest import POLICIES
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from streams import collector
+from streams.runtime import collector
 
 
 @pytest.fixture

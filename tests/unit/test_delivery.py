@@ -1,4 +1,4 @@
-"""A message delivered in the consumer loop's own task, and cut short (streams/delivery.py)."""
+"""A message delivered in the consumer loop's own task, and cut short (streams/kafka/handoff.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from streams.delivery import CutShort, FlowSuspended
-from streams.transport import ClarionApp
+from streams.kafka.handoff import CutShort, FlowSuspended
+from streams.kafka.transport import ClarionApp
 
 
 async def test_a_delivery_that_finishes_returns_its_result_and_leaves_the_task_alone() -> None:

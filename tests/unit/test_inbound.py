@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from channels.sendgrid_inbound import read_events, verify
 from channels.twilio_inbound import keyword, status_receipt
-from streams import topics
-from streams.replies import remember, reply_message, resolve
+from streams.dispatch.replies import remember, reply_message, resolve
+from streams.kafka import topics
 from streams.web.links import BadLink, LinkKeys
 
 AT = datetime(2026, 11, 23, 15, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.metrics import Metrics
+from streams.runtime.metrics import Metrics
 
 
 def test_counters_and_gauges_render_in_the_text_format() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.topics import home_partition
+from streams.kafka.topics import home_partition
 
 # Kafka's own test vectors for murmur2 (clients' UtilsTest.testMurmur2), as signed ints.
 JAVA_MURMUR2 = {

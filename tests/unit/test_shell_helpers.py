@@ -15,9 +15,9 @@ from channels.sandbox import read_outbox
 from channels.templates import RenderError, TemplateMissing, Templates
 from policies.state import CustomerState
 from schemas.notifications import NotificationRequest
-from streams.dedupe import RecentIds
-from streams.logging import configure, mask
-from streams.settings import Settings, SettingsError
+from streams.intake.dedupe import RecentIds
+from streams.runtime.logging import configure, mask
+from streams.runtime.settings import Settings, SettingsError
 from tests.conftest import POLICIES
 
 
@@ -149,7 +149,7 @@ def test_an_email_html_part_is_its_own_template_in_the_same_language() -> None:
 def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
     from typing import Any
 
-    from streams.working import Working
+    from streams.intake.working import Working
 
     class Refusing(dict[str, Any]):
         async def write(self, key: str, value: Any) -> None:
@@ -184,7 +184,7 @@ def test_a_stored_state_reads_back_and_its_head_reads_without_the_state() -> Non
     from policies.engine import decide
     from policies.loader import load_directory
     from schemas.events import event_from_dict
-    from streams import stored
+    from streams.intake import stored
 
     at = datetime(2026, 11, 20, 15, tzinfo=UTC)
     raw = {
@@ -220,7 +220,7 @@ def test_a_stored_state_reads_back_and_its_head_reads_without_the_state() -> Non
 
 
 def test_a_value_faust_wrote_before_the_codec_still_reads() -> None:
-    from streams import stored
+    from streams.intake import stored
 
     state = CustomerState(customer_id="C-OLD")
     older = json.dumps({"partition": 2, "due": None, "state": state.model_dump(mode="json")})
@@ -231,7 +231,7 @@ def test_a_value_faust_wrote_before_the_codec_still_reads() -> None:
 
 
 def test_an_unreadable_stored_value_is_an_error_not_a_fresh_customer() -> None:
-    from streams import stored
+    from streams.intake import stored
 
     for garbage in (b"", b"\xff\xfe not json", b'{"partition": 1, "due": nul'):
         assert stored.head(garbage) is None, "the timer index skips it"

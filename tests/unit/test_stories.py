@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams import policy_cli
+from streams.cli import policy as policy_cli
 from tests.conftest import POLICIES, STORIES
 
 Row = dict[str, Any]

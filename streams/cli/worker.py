@@ -7,11 +7,11 @@ import logging
 
 import faust
 
-from streams import collector
 from streams.app import create_app
-from streams.logging import configure
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
+from streams.runtime import collector
+from streams.runtime.logging import configure
+from streams.runtime.settings import Settings
 
 PAUSE_LOGGED_S = 0.1
 """A garbage collection that stops the loop this long is logged (`gc.pause`)."""

@@ -33,7 +33,8 @@ class Settings(BaseModel):
         default="127.0.0.1:9092", description="host:port[,host:port...] of any Kafka cluster"
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="how every Kafka connection is made (streams/security.py)"
+        default="PLAINTEXT",
+        description="how every Kafka connection is made (streams/runtime/security.py)",
     )
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str | None = None

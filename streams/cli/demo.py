@@ -30,11 +30,12 @@ from policies.simulator import default_until
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
-from streams import timeline, topics
 from streams.app import REPO_ROOT
-from streams.broker import EmbeddedBroker, die_with_parent, free_port
-from streams.settings import Settings
-from streams.timers import clock_message
+from streams.cli import timeline
+from streams.intake.timers import clock_message
+from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker, die_with_parent, free_port
+from streams.runtime.settings import Settings
 
 DEMO_DIR = REPO_ROOT / "deploy" / "demo"
 

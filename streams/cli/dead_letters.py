@@ -16,8 +16,10 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.dead_letters import DeadLetter
-from streams import security, timeline, topics
-from streams.settings import Settings
+from streams.cli import timeline
+from streams.kafka import topics
+from streams.runtime import security
+from streams.runtime.settings import Settings
 
 
 async def read_letters(settings: Settings, code: str | None = None) -> list[DeadLetter]:

@@ -20,8 +20,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from streams import security
-from streams.settings import BrokerUnreachable, Settings
+from streams.runtime import security
+from streams.runtime.settings import BrokerUnreachable, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,7 @@ DEAD_LETTERS = "dead-letters"
 TIMER_TICKS = "timer-ticks"
 NOTIFICATION_RETRIES = "notification-retries"
 SMS_CONVERSATIONS = "sms-conversations"
-"""Keyed by phone number, not customer: SMS sent marks and replies (streams/replies.py)."""
+"""Keyed by phone number, not customer: SMS sent marks and replies (streams/dispatch/replies.py)."""
 
 INPUTS = (ACCOUNT_EVENTS, CUSTOMER_PROFILES, PREFERENCE_UPDATES)
 ALL = (
@@ -84,7 +84,8 @@ def unreachable(settings: Settings) -> BrokerUnreachable:
 @asynccontextmanager
 async def connected(settings: Settings, client: type[Client]) -> AsyncIterator[Client]:
     """A started consumer or producer for the CLI's readers and writers, connected as the
-    workers are (`streams.security`); `BrokerUnreachable` when the broker will not have it."""
+    workers are (`streams.runtime.security`); `BrokerUnreachable` when the broker will not
+    have it."""
     made = client(bootstrap_servers=settings.kafka_bootstrap, **security.for_settings(settings))
     try:
         await made.start()
@@ -199,7 +200,7 @@ async def read_past(
     Tansu 0.6 answers ListOffsets with the last record batch's base offset + 1,
     which is short of the end whenever that batch holds more than one record. So
     each partition is read from the reported offset on. On Kafka this finds
-    nothing more and changes nothing. `options`: how to connect (`streams.security`).
+    nothing more and changes nothing. `options`: how to connect (`streams.runtime.security`).
     """
     ends = dict(reported)
     parts = [tp for tp, end in ends.items() if end > 0]

@@ -11,7 +11,7 @@ exactly this). Objects made later are collected as before.
 What makes full collections long after that is what a worker keeps alive as
 objects. Decoded customer states were the worst (about 20 tracked objects a
 state: a cache of 100,000 made one collection take about 2 s), which is why
-intake keeps none between batches (`streams/working.py`). `watch` logs every
+intake keeps none between batches (`streams/intake/working.py`). `watch` logs every
 collection that stops the loop for longer than the threshold, so the cost
 shows in the logs, not only in the latency (docs/operations.md, "Garbage
 collector pauses").

@@ -7,7 +7,7 @@ from channels.router import ChannelRouter
 from channels.sandbox import SandboxChannel
 from channels.sendgrid import SendGridConfig, SendGridEmail
 from channels.twilio import TwilioConfig, TwilioSms, TwilioVoice
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 
 def build_channels(settings: Settings) -> ChannelRouter:

@@ -31,8 +31,8 @@ import structlog
 
 from channels.twilio_inbound import keyword
 from schemas.notifications import NotificationRequest
-from streams import topics, transport
-from streams.settings import Settings
+from streams.kafka import topics, transport
+from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 

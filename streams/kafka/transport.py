@@ -3,7 +3,7 @@
 Also two shortcuts past Faust's per-message cost, which keep what its own path
 promises: `ClarionTable.write` (a table write's changelog record sent straight
 to the producer) and the consumer's delivery of a message in its own task
-(`streams/delivery.py`). docs/operations.md, "Two shortcuts", has both.
+(`streams/kafka/handoff.py`). docs/operations.md, "Two shortcuts", has both.
 
 **Fetch wait.** Faust 0.15 fixes the consumer's `fetch_max_wait_ms` at 1500.
 Kafka answers a fetch as soon as data arrives, so that wait costs nothing there.
@@ -32,7 +32,7 @@ Kafka too; 3 is Tansu's:
    reports it, and Tansu reports the last batch's base offset + 1. A table then
    came back without its last writes (the dispatcher's "done" marks among them)
    and a restarted worker sent those messages again. The highwaters here are
-   read past the reported end (`streams.topics.read_past`).
+   read past the reported end (`streams.kafka.topics.read_past`).
 
 4. (The take-over test's flake, stop 12.) Faust drops records it has fetched
    when a rebalance begins mid-batch (its generation changes, or the flow
@@ -78,10 +78,10 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, TransportT
 from mode.services import WaitResults
 
-from streams.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
-from streams.delivery import CutShort, FlowSuspended, FlowWait
-from streams.security import client_options
-from streams.topics import read_past
+from streams.kafka.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
+from streams.kafka.handoff import CutShort, FlowSuspended, FlowWait
+from streams.kafka.topics import read_past
+from streams.runtime.security import client_options
 
 log = structlog.get_logger()
 
@@ -150,7 +150,7 @@ class ClarionTable(faust.Table):  # type: ignore[misc]
         self.data.set_persisted_offset(done.result().topic_partition, done.result().offset)
 
     def _new_store_by_url(self, url: Any) -> Any:
-        """Faust's stores, reading a new partition's changelog in bulk (streams/bulk_load.py)."""
+        """Faust's stores, reading a new partition's changelog in bulk (kafka/bulk_load.py)."""
         store = _BULK.get(stores.by_url(url))
         if store is None:
             return super()._new_store_by_url(url)
@@ -188,7 +188,7 @@ class _Consumer(driver.Consumer):
         self._delivery = CutShort()
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
-        """The consumer loop's delivery of one message, in its own task (streams/delivery.py)."""
+        """The consumer loop's delivery of one message, in its own task (kafka/handoff.py)."""
         if timeout is not None or len(coros) != 2 or not isinstance(coros[1], FlowWait):
             return await super().wait_first(*coros, timeout=timeout)
         callback = coros[0]

@@ -24,12 +24,12 @@ from typing import Any, Protocol
 import faust
 
 from policies.state import CustomerState
-from streams import stored
-from streams.dedupe import RecentIds
+from streams.intake import stored
+from streams.intake.dedupe import RecentIds
 
 
 class Table(Protocol):
-    """What a batch needs of a table: `streams.transport.ClarionTable`."""
+    """What a batch needs of a table: `streams.kafka.transport.ClarionTable`."""
 
     def get(self, key: str) -> Any: ...
 

@@ -18,7 +18,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.types.auth import CredentialsT
 
-from streams.settings import PREFIX, SSL_FILES, Settings, SettingsError
+from streams.runtime.settings import PREFIX, SSL_FILES, Settings, SettingsError
 
 
 def credentials(settings: Settings) -> CredentialsT | None:

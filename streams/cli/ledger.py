@@ -17,8 +17,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
-from streams import security, stored, timeline, topics
-from streams.settings import Settings
+from streams.cli import timeline
+from streams.intake import stored
+from streams.kafka import topics
+from streams.runtime import security
+from streams.runtime.settings import Settings
 
 
 @dataclass(frozen=True)

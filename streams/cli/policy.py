@@ -25,10 +25,11 @@ from policies.simulator import Replayable, simulate
 from schemas.examples import EXAMPLE_DATA
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams import collector, timeline
 from streams.app import templates_dir
-from streams.dedupe import RecentIds
-from streams.settings import Settings
+from streams.cli import timeline
+from streams.intake.dedupe import RecentIds
+from streams.runtime import collector
+from streams.runtime.settings import Settings
 
 SAMPLE_LINKS = {"preferences": "https://clarion.example.com/p/sample-token"}
 """What `links.*` holds when `check` renders a template: a signed link in production."""

@@ -34,8 +34,8 @@ from faust.stores import memory, rocksdb
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-from streams.security import client_options
-from streams.topics import read_past
+from streams.kafka.topics import read_past
+from streams.runtime.security import client_options
 
 log = structlog.get_logger()
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
-from streams.logging import mask
+from streams.runtime.logging import mask
 
 
 def render(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from streams.settings import BrokerUnreachable, Settings, SettingsError
+from streams.runtime.settings import BrokerUnreachable, Settings, SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,15 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "worker":
-            from streams.worker import run_worker
+            from streams.cli.worker import run_worker
 
             run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
             return 0
         if args.command == "ledger":
             import asyncio
 
-            from streams.ledger import read_trail, render
-            from streams.logging import configure
+            from streams.cli.ledger import read_trail, render
+            from streams.runtime.logging import configure
 
             configure("console", "warning")
             trail = asyncio.run(read_trail(Settings.from_env(), args.customer))
@@ -116,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dead-letters":
             import asyncio
 
-            from streams import replay
-            from streams.logging import configure
+            from streams.cli import dead_letters as replay
+            from streams.runtime.logging import configure
 
             if args.replay and not args.code:
                 print("clarion dead-letters: --replay needs --code", file=sys.stderr)
@@ -132,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"sent {sent} {args.code} dead letters again")
             return 0
         if args.command == "demo":
-            from streams.demo import DEMO_DIR, DemoError, run_demo
-            from streams.logging import configure
+            from streams.cli.demo import DEMO_DIR, DemoError, run_demo
+            from streams.runtime.logging import configure
 
             configure("console", "warning")
             files = args.events or sorted(DEMO_DIR.glob("*.jsonl"))
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
             return 0
         if args.command == "policy":
-            from streams import policy_cli
+            from streams.cli import policy as policy_cli
 
             events: Path | None = getattr(args, "events", None)  # `check` takes none
             if args.policy_command == "check":

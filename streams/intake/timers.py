@@ -3,7 +3,7 @@
 The truth lives in the `customers` table: every customer's state carries its
 pending steps, and the stored value records the partition it belongs to and
 its next due instant where they are read without decoding the state
-(streams/stored.py). This module keeps only an index over it in memory, one
+(streams/intake/stored.py). This module keeps only an index over it in memory, one
 heap per partition, which a worker rebuilds from the table when it is assigned
 a partition (after a restart or a rebalance). A tick pops what is due: the work
 is in proportion to the steps falling due, not to the cases open.

@@ -38,9 +38,9 @@ from channels.router import ChannelRouter
 from channels.templates import RenderError, TemplateMissing, Templates
 from schemas.decisions import Decision, dispatched_decision
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams.clock import now_for
-from streams.dedupe import HandledIds
-from streams.settings import Settings
+from streams.intake.dedupe import HandledIds
+from streams.runtime.clock import now_for
+from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,1 @@
+"""The `clarion` command: one module a subcommand, and the timeline it prints for people."""
