@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict schemas policies
+	$(BIN)/lint-imports
 
 # Benchmarks print figures (docs/performance.md); they assert nothing about speed.
 bench-engine: $(STAMP)

@@ -226,7 +226,7 @@ class _Retries:
     a producer's retry, and intake drops it. Without this, a file holding a retry would
     simulate a decision the pipeline never makes.
 
-    The ids are kept as intake keeps them (`streams.dedupe.RecentIds`, at most
+    The ids are kept as intake keeps them (`streams.intake.dedupe.RecentIds`, at most
     `dedupe_max_ids` per customer). A file is one moment of the worker's wall
     clock, so the dedupe window never forgets one here.
     """

@@ -38,7 +38,7 @@ from channels.router import ChannelRouter
 from channels.templates import RenderError, TemplateMissing, Templates
 from schemas.decisions import Decision, dispatched_decision
 from schemas.notifications import DeliveryReceipt, NotificationRequest
-from streams.intake.dedupe import HandledIds
+from streams.dispatch.handled import HandledIds
 from streams.runtime.clock import now_for
 from streams.runtime.settings import Settings
 
