@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -12,16 +12,148 @@ from streams.runtime.settings import BrokerUnreachable, Settings, SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command = args.command if args.command != "policy" else f"policy {args.policy_command}"
+    run = _COMMANDS.get(command)
+    if run is None:
+        parser.error("unknown command")
+    try:
+        return run(args)
+    except SettingsError as exc:
+        print(f"clarion: {exc}", file=sys.stderr)
+        return 2
+    except BrokerUnreachable as exc:
+        print(f"clarion {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# Each runner imports its subcommand's module when it runs: `clarion policy check`
+# should not pay for Faust and aiokafka.
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streams.cli.worker import run_worker
+
+    run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
+    return 0
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.cli.ledger import read_trail, render
+    from streams.runtime.logging import configure
+
+    configure("console", "warning")
+    trail = asyncio.run(read_trail(Settings.from_env(), args.customer))
+    sys.stdout.write(render(trail, args.customer, args.format))
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.cli import dead_letters
+    from streams.runtime.logging import configure
+
+    if args.replay and not args.code:
+        print("clarion dead-letters: --replay needs --code", file=sys.stderr)
+        return 2
+    configure("console", "warning")
+    settings = Settings.from_env()
+    found = asyncio.run(dead_letters.read_letters(settings, args.code))
+    if not args.replay:
+        sys.stdout.write(dead_letters.summary(found))
+        return 0
+    sent = asyncio.run(dead_letters.send_again(settings, found))
+    print(f"sent {sent} {args.code} dead letters again")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from streams.cli.demo import DEMO_DIR, DemoError, run_demo
+    from streams.runtime.logging import configure
+
+    configure("console", "warning")
+    files = args.events or sorted(DEMO_DIR.glob("*.jsonl"))
+    try:
+        run_demo(files, args.workdir, sys.stdout, timeout=args.timeout, fmt=args.format)
+    except (DemoError, TimeoutError) as exc:
+        print(f"clarion demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from streams.cli import policy
+
+    return policy.check(args.directory, args.templates, args.strict, sys.stdout, sys.stderr)
+
+
+def _policy_simulate(args: argparse.Namespace) -> int:
+    from streams.cli import policy
+
+    if not _readable(args.events):
+        return 1
+    return policy.simulate_command(
+        args.policies,
+        args.events,
+        args.until,
+        args.format,
+        args.templates,
+        sys.stdout,
+        sys.stderr,
+    )
+
+
+def _policy_diff(args: argparse.Namespace) -> int:
+    from streams.cli import policy
+
+    if not _readable(args.events):
+        return 1
+    return policy.diff_command(
+        args.old, args.new, args.events, args.until, args.templates, sys.stdout, sys.stderr
+    )
+
+
+def _readable(events: Path | None) -> bool:
+    if events is not None and not events.is_file():
+        print(f"clarion: {events}: no such file", file=sys.stderr)
+        return False
+    return True
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "worker": _worker,
+    "ledger": _ledger,
+    "dead-letters": _dead_letters,
+    "demo": _demo,
+    "policy check": _policy_check,
+    "policy simulate": _policy_simulate,
+    "policy diff": _policy_diff,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clarion", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
     worker = sub.add_parser("worker", help="run a worker against CLARION_KAFKA_BOOTSTRAP")
     worker.add_argument(
         "--role",
         choices=("all", "intake", "dispatch"),
         help="all (default, or CLARION_ROLE): one process; intake and dispatch run apart",
     )
+    _add_demo(sub)
+    _add_ledger(sub)
+    _add_dead_letters(sub)
+    _add_policy(sub)
+    return parser
 
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
         "demo", help="run the pipeline on an embedded broker and print a timeline"
     )
@@ -37,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--format", choices=("table", "jsonl"), default="table", help="as policy simulate prints"
     )
 
+
+def _add_ledger(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ledger = sub.add_parser(
         "ledger",
         help="one customer's audit trail from the broker: every decision and its reason, "
@@ -47,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--format", choices=("table", "jsonl"), default="table", help="as policy simulate prints"
     )
 
+
+def _add_dead_letters(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     letters = sub.add_parser(
         "dead-letters",
         help="what intake and dispatch refused, by code; --replay sends those of one code again",
@@ -60,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="send the originals of --code again, to their topics, partitioned by their keys",
     )
 
+
+def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = sub.add_parser("policy", help="work with policy files").add_subparsers(
         dest="policy_command", required=True
     )
@@ -74,11 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sim.add_argument("--policies", type=Path, required=True)
     sim.add_argument("--events", type=Path, required=True, help="a JSONL file of events")
-    sim.add_argument(
-        "--until",
-        type=_instant,
-        help="fire timers up to this ISO-8601 instant (default: 30 days after the last event)",
-    )
+    sim.add_argument("--until", type=_instant, help=_UNTIL)
     sim.add_argument("--format", choices=("table", "jsonl"), default="table")
     sim.add_argument("--templates", type=Path, help="template directory (default: beside)")
     diff = policy.add_parser(
@@ -89,101 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     diff.add_argument("old", type=Path, help="the policies deployed now")
     diff.add_argument("new", type=Path, help="the policies about to be deployed")
     diff.add_argument("--events", type=Path, help="a JSONL file of events to replay through both")
-    diff.add_argument(
-        "--until",
-        type=_instant,
-        help="fire timers up to this ISO-8601 instant (default: 30 days after the last event)",
-    )
+    diff.add_argument("--until", type=_instant, help=_UNTIL)
     diff.add_argument("--templates", type=Path, help="template directory (default: beside each)")
 
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "worker":
-            from streams.cli.worker import run_worker
 
-            run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
-            return 0
-        if args.command == "ledger":
-            import asyncio
-
-            from streams.cli.ledger import read_trail, render
-            from streams.runtime.logging import configure
-
-            configure("console", "warning")
-            trail = asyncio.run(read_trail(Settings.from_env(), args.customer))
-            sys.stdout.write(render(trail, args.customer, args.format))
-            return 0
-        if args.command == "dead-letters":
-            import asyncio
-
-            from streams.cli import dead_letters as replay
-            from streams.runtime.logging import configure
-
-            if args.replay and not args.code:
-                print("clarion dead-letters: --replay needs --code", file=sys.stderr)
-                return 2
-            configure("console", "warning")
-            settings = Settings.from_env()
-            found = asyncio.run(replay.read_letters(settings, args.code))
-            if not args.replay:
-                sys.stdout.write(replay.summary(found))
-                return 0
-            sent = asyncio.run(replay.send_again(settings, found))
-            print(f"sent {sent} {args.code} dead letters again")
-            return 0
-        if args.command == "demo":
-            from streams.cli.demo import DEMO_DIR, DemoError, run_demo
-            from streams.runtime.logging import configure
-
-            configure("console", "warning")
-            files = args.events or sorted(DEMO_DIR.glob("*.jsonl"))
-            try:
-                run_demo(files, args.workdir, sys.stdout, timeout=args.timeout, fmt=args.format)
-            except (DemoError, TimeoutError) as exc:
-                print(f"clarion demo: {exc}", file=sys.stderr)
-                return 1
-            return 0
-        if args.command == "policy":
-            from streams.cli import policy as policy_cli
-
-            events: Path | None = getattr(args, "events", None)  # `check` takes none
-            if args.policy_command == "check":
-                return policy_cli.check(
-                    args.directory, args.templates, args.strict, sys.stdout, sys.stderr
-                )
-            if events is not None and not events.is_file():
-                print(f"clarion: {events}: no such file", file=sys.stderr)
-                return 1
-            if args.policy_command == "diff":
-                return policy_cli.diff_command(
-                    args.old,
-                    args.new,
-                    args.events,
-                    args.until,
-                    args.templates,
-                    sys.stdout,
-                    sys.stderr,
-                )
-            if args.policy_command == "simulate":
-                return policy_cli.simulate_command(
-                    args.policies,
-                    args.events,
-                    args.until,
-                    args.format,
-                    args.templates,
-                    sys.stdout,
-                    sys.stderr,
-                )
-    except SettingsError as exc:
-        print(f"clarion: {exc}", file=sys.stderr)
-        return 2
-    except BrokerUnreachable as exc:
-        print(f"clarion {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    parser.error("unknown command")
-    return 2
+_UNTIL = "fire timers up to this ISO-8601 instant (default: 30 days after the last event)"
 
 
 def _instant(text: str) -> datetime:

@@ -47,28 +47,6 @@ def openapi(policy: PolicySet) -> dict[str, Any]:
     """The API's OpenAPI 3.1 document, its schemas taken from the pydantic models."""
     body = PreferencesUpdate.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = body.pop("$defs", {})
-    error = {
-        "type": "object",
-        "properties": {"error": {"type": "string"}, "details": {"type": "array"}},
-        "required": ["error"],
-    }
-
-    def answer(text: str, schema: str = "Error") -> dict[str, Any]:
-        ref = {"$ref": f"#/components/schemas/{schema}"}
-        return {"description": text, "content": {"application/json": {"schema": ref}}}
-
-    failures = {
-        "400": answer("malformed body or customer id"),
-        "401": answer("no API key, or not one of ours"),
-        "422": answer("the body does not validate (details say which field)"),
-        "503": answer("the customer's partition has no owner yet; retry"),
-    }
-    parameter = {
-        "name": "customer_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": CUSTOMER_ID.pattern},
-    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -83,50 +61,68 @@ def openapi(policy: PolicySet) -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
             },
-            "schemas": {
-                **defs,
-                "PreferencesUpdate": body,
-                "Error": error,
-                "CustomerPreferences": {
-                    "type": "object",
-                    "properties": {
-                        "customer_id": {"type": "string"},
-                        "preferences": {"$ref": "#/components/schemas/PreferencesUpdate"},
-                        "consents": {"type": "array", "items": {"type": "object"}},
-                        "required_categories": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                "Accepted": {
-                    "type": "object",
-                    "properties": {"event_id": {"type": "string"}, "status": {"const": "accepted"}},
-                },
-            },
+            "schemas": {**defs, "PreferencesUpdate": body, **_SCHEMAS},
         },
         "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": {
-            PATH: {
-                "parameters": [parameter],
-                "get": {
-                    "summary": "The customer's current preferences and consents",
-                    "responses": {
-                        "200": answer("the stored choices", "CustomerPreferences"),
-                        "404": answer("no such customer"),
-                        **failures,
-                    },
-                },
-                "put": {
-                    "summary": "Change preferences: fields present replace, absent ones stay",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/PreferencesUpdate"}
-                            }
-                        },
-                    },
-                    "responses": {"202": answer("written as an event", "Accepted"), **failures},
-                },
-            }
+        "paths": {PATH: _operations()},
+    }
+
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "properties": {"error": {"type": "string"}, "details": {"type": "array"}},
+        "required": ["error"],
+    },
+    "CustomerPreferences": {
+        "type": "object",
+        "properties": {
+            "customer_id": {"type": "string"},
+            "preferences": {"$ref": "#/components/schemas/PreferencesUpdate"},
+            "consents": {"type": "array", "items": {"type": "object"}},
+            "required_categories": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "properties": {"event_id": {"type": "string"}, "status": {"const": "accepted"}},
+    },
+}
+
+
+def _answer(text: str, schema: str = "Error") -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": text, "content": {"application/json": {"schema": ref}}}
+
+
+def _operations() -> dict[str, Any]:
+    failures = {
+        "400": _answer("malformed body or customer id"),
+        "401": _answer("no API key, or not one of ours"),
+        "422": _answer("the body does not validate (details say which field)"),
+        "503": _answer("the customer's partition has no owner yet; retry"),
+    }
+    parameter = {
+        "name": "customer_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": CUSTOMER_ID.pattern},
+    }
+    body = {"$ref": "#/components/schemas/PreferencesUpdate"}
+    return {
+        "parameters": [parameter],
+        "get": {
+            "summary": "The customer's current preferences and consents",
+            "responses": {
+                "200": _answer("the stored choices", "CustomerPreferences"),
+                "404": _answer("no such customer"),
+                **failures,
+            },
+        },
+        "put": {
+            "summary": "Change preferences: fields present replace, absent ones stay",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"202": _answer("written as an event", "Accepted"), **failures},
         },
     }
 
@@ -138,34 +134,8 @@ def install(
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
     customers: Any,
 ) -> None:
-    read_state = state_reader(customers)
-    keys = [
-        k
-        for k in (settings.api_keys.get_secret_value() if settings.api_keys else "").split(",")
-        if k
-    ]
-    updates = settings.topic(topics.PREFERENCE_UPDATES)
+    api = _Api(app, settings, policy, produce, customers)
     document = openapi(policy)
-    required = _required(policy)
-
-    def refused(view: View, request: Request) -> Response | None:
-        if not keys:
-            return view.json({"error": "the API is not configured (CLARION_API_KEYS)"}, status=503)
-        given = request.headers.get("X-Api-Key") or ""
-        auth = request.headers.get("Authorization") or ""
-        if auth.startswith("Bearer "):
-            given = auth.removeprefix("Bearer ").strip()
-        if not given or not any(hmac.compare_digest(given, k) for k in keys):
-            log.warning("api.refused", path=str(request.url.path), why="no or unknown API key")  # type: ignore[attr-defined]
-            return view.json({"error": "a valid API key is required"}, status=401)
-        return None
-
-    def bad_customer(view: View, customer_id: str) -> Response | None:
-        if CUSTOMER_ID.match(customer_id):
-            return None
-        return view.json(
-            {"error": f"not a customer id: it must match {CUSTOMER_ID.pattern}"}, status=400
-        )
 
     @app.page("/api/v1/openapi.json")
     class OpenApi(View):
@@ -175,51 +145,93 @@ def install(
     @app.page(PATH)
     class CustomerPreferences(View):
         async def get(self, request: Request, customer_id: str) -> Response:
-            problem = refused(self, request) or bad_customer(self, customer_id)
-            if problem is not None:
-                return problem
-            remote = await forwarded(app, self, request, customer_id, customers)
-            if remote is not None:
-                return remote
-            state = read_state(customer_id)
-            if state is None:
-                return self.json({"error": f"no customer {customer_id}"}, status=404)
-            consents = [_CONSENT.dump_python(c, mode="json") for c in state.consents.values()]
-            return self.json(
-                {
-                    "customer_id": customer_id,
-                    "preferences": state.preferences.model_dump(mode="json", exclude_none=True),
-                    "consents": consents,
-                    "required_categories": required,
-                }
-            )
+            return await api.get(self, request, customer_id)
 
         async def put(self, request: Request, customer_id: str) -> Response:
-            problem = refused(self, request) or bad_customer(self, customer_id)
-            if problem is not None:
-                return problem
-            try:
-                body = json.loads(await request.read())  # type: ignore[attr-defined]
-            except ValueError:
-                return self.json({"error": "the body is not JSON"}, status=400)
-            if not isinstance(body, dict):
-                return self.json({"error": "the body must be a JSON object"}, status=400)
-            try:
-                update = PreferencesUpdate.model_validate(body)
-            except ValidationError as exc:
-                details = [
-                    {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
-                    for e in exc.errors(include_url=False)
-                ]
-                return self.json({"error": "invalid preferences", "details": details}, status=422)
-            event_id = f"api-{uuid.uuid4().hex}"
-            await produce(
-                updates,
-                customer_id.encode(),
-                preferences_event(event_id, customer_id, update, "clarion.api"),
-            )
-            log.info("api.preferences_updated", customer_id=customer_id, event_id=event_id)
-            return self.json({"event_id": event_id, "status": "accepted"}, status=202)
+            return await api.put(self, request, customer_id)
+
+
+class _Api:
+    """What the API's views do, once the request is theirs."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        policy: PolicySet,
+        produce: Callable[[str, bytes, bytes], Awaitable[None]],
+        customers: Any,
+    ) -> None:
+        self.app, self.produce, self.customers = app, produce, customers
+        self.read_state = state_reader(customers)
+        secret = settings.api_keys.get_secret_value() if settings.api_keys else ""
+        self.keys = [k for k in secret.split(",") if k]
+        self.updates = settings.topic(topics.PREFERENCE_UPDATES)
+        self.required = _required(policy)
+
+    def refused(self, view: View, request: Request) -> Response | None:
+        if not self.keys:
+            return view.json({"error": "the API is not configured (CLARION_API_KEYS)"}, status=503)
+        given = request.headers.get("X-Api-Key") or ""
+        auth = request.headers.get("Authorization") or ""
+        if auth.startswith("Bearer "):
+            given = auth.removeprefix("Bearer ").strip()
+        if not given or not any(hmac.compare_digest(given, k) for k in self.keys):
+            log.warning("api.refused", path=str(request.url.path), why="no or unknown API key")  # type: ignore[attr-defined]
+            return view.json({"error": "a valid API key is required"}, status=401)
+        return None
+
+    async def get(self, view: View, request: Request, customer_id: str) -> Response:
+        problem = self.refused(view, request) or _bad_customer(view, customer_id)
+        if problem is not None:
+            return problem
+        remote = await forwarded(self.app, view, request, customer_id, self.customers)
+        if remote is not None:
+            return remote
+        state = self.read_state(customer_id)
+        if state is None:
+            return view.json({"error": f"no customer {customer_id}"}, status=404)
+        consents = [_CONSENT.dump_python(c, mode="json") for c in state.consents.values()]
+        return view.json(
+            {
+                "customer_id": customer_id,
+                "preferences": state.preferences.model_dump(mode="json", exclude_none=True),
+                "consents": consents,
+                "required_categories": self.required,
+            }
+        )
+
+    async def put(self, view: View, request: Request, customer_id: str) -> Response:
+        problem = self.refused(view, request) or _bad_customer(view, customer_id)
+        if problem is not None:
+            return problem
+        try:
+            body = json.loads(await request.read())  # type: ignore[attr-defined]
+        except ValueError:
+            return view.json({"error": "the body is not JSON"}, status=400)
+        if not isinstance(body, dict):
+            return view.json({"error": "the body must be a JSON object"}, status=400)
+        try:
+            update = PreferencesUpdate.model_validate(body)
+        except ValidationError as exc:
+            details = [
+                {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ]
+            return view.json({"error": "invalid preferences", "details": details}, status=422)
+        event_id = f"api-{uuid.uuid4().hex}"
+        value = preferences_event(event_id, customer_id, update, "clarion.api")
+        await self.produce(self.updates, customer_id.encode(), value)
+        log.info("api.preferences_updated", customer_id=customer_id, event_id=event_id)
+        return view.json({"event_id": event_id, "status": "accepted"}, status=202)
+
+
+def _bad_customer(view: View, customer_id: str) -> Response | None:
+    if CUSTOMER_ID.match(customer_id):
+        return None
+    return view.json(
+        {"error": f"not a customer id: it must match {CUSTOMER_ID.pattern}"}, status=400
+    )
 
 
 def _required(policy: PolicySet) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from policies.model import PolicySet
 from policies.state import CustomerState
 from schemas.customer import Preferences
+from schemas.notifications import NotificationRequest
 from schemas.types import CHANNELS
 from streams.kafka import topics
 from streams.runtime.settings import Settings
@@ -64,6 +65,21 @@ button { font-size: 1rem; padding: .6rem 1.2rem; border-radius: .4rem; border: 0
 .notice { background: #eef6ee; border-left: .3rem solid #2e7d32; padding: .5rem 1rem; }
 .problem { background: #fdecea; border-left: .3rem solid #c62828; padding: .5rem 1rem; }
 """
+
+
+def preference_links(settings: Settings) -> Callable[[NotificationRequest], dict[str, str]]:
+    """The links a message carries: its customer's signed page, when links are configured."""
+    keys = LinkKeys.parse(settings.link_keys.get_secret_value()) if settings.link_keys else None
+    public_url = settings.public_url
+
+    def links(request: NotificationRequest) -> dict[str, str]:
+        if keys is None or public_url is None:
+            return {}
+        expires = datetime.now(UTC) + timedelta(days=settings.link_ttl_days)
+        token = keys.sign(request.customer_id, expires)
+        return {"preferences": f"{public_url.rstrip('/')}/p/{token}"}
+
+    return links
 
 
 def install(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +21,10 @@ import faust
 import structlog
 from faust.web import Request, Response, View
 
-from channels.base import Message
 from channels.sendgrid_inbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, read_events, verify
 from channels.twilio import TwilioVoice
 from channels.twilio_inbound import keyword, reply_twiml, signature_ok, status_receipt
+from streams.dispatch.calls import LiveCalls
 from streams.dispatch.replies import reply_message
 from streams.kafka import topics
 from streams.runtime.settings import Settings
@@ -35,39 +34,51 @@ log = structlog.get_logger(__name__)
 Produce = Callable[[str, bytes, bytes], Awaitable[None]]
 
 
-class LiveCalls:
-    """Calls placed by this worker and not yet answered: detection's verdict picks the words.
-
-    In memory and bounded: a call lasts minutes. A verdict that reaches another
-    worker (a rebalance in between) finds nothing here, and the call keeps
-    saying only the voicemail-safe message.
-    """
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._calls: OrderedDict[str, Message] = OrderedDict()
-        self._size = size
-
-    def add(self, call_sid: str, message: Message) -> None:
-        self._calls[call_sid] = message
-        while len(self._calls) > self._size:
-            self._calls.popitem(last=False)
-
-    def pop(self, call_sid: str) -> Message | None:
-        return self._calls.pop(call_sid, None)
-
-
 def install(
     app: faust.App, settings: Settings, produce: Produce, calls: LiveCalls, voice: Any
 ) -> None:
-    receipts = settings.topic(topics.DELIVERY_RECEIPTS)
-    preferences = settings.topic(topics.PREFERENCE_UPDATES)
-    conversations = settings.topic(topics.SMS_CONVERSATIONS)
-    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
-    groups = {group: category for category, group in settings.unsubscribe_groups().items()}
+    hooks = _Hooks(settings, produce, calls, voice)
 
-    async def twilio_form(view: View, request: Request, hook: str) -> dict[str, str] | Response:
+    @app.page("/webhooks/twilio/status")
+    class TwilioStatus(View):
+        """Twilio's status callback for a message or a call, and the detection verdict."""
+
+        async def post(self, request: Request) -> Response:
+            return await hooks.twilio_status(self, request)
+
+    @app.page("/webhooks/twilio/sms")
+    class TwilioInboundSms(View):
+        """A customer's reply: HELP is answered here, the rest by dispatch/replies.py."""
+
+        async def post(self, request: Request) -> Response:
+            return await hooks.twilio_sms(self, request)
+
+    @app.page("/webhooks/sendgrid/events")
+    class SendGridEvents(View):
+        """SendGrid's Event Webhook: a signed JSON array of events."""
+
+        async def post(self, request: Request) -> Response:
+            return await hooks.sendgrid_events(self, request)
+
+
+class _Hooks:
+    """What each webhook does once its request is in hand."""
+
+    def __init__(self, settings: Settings, produce: Produce, calls: LiveCalls, voice: Any) -> None:
+        self.settings, self.produce, self.calls, self.voice = settings, produce, calls, voice
+        self.receipts = settings.topic(topics.DELIVERY_RECEIPTS)
+        self.preferences = settings.topic(topics.PREFERENCE_UPDATES)
+        self.conversations = settings.topic(topics.SMS_CONVERSATIONS)
+        token = settings.twilio_auth_token
+        self.token = token.get_secret_value() if token else None
+        self.groups = {group: category for category, group in settings.unsubscribe_groups().items()}
+
+    async def twilio_form(
+        self, view: View, request: Request, hook: str
+    ) -> dict[str, str] | Response:
         """The signed form fields, or the refusal to send back."""
-        if token is None or settings.public_url is None:
+        public_url = self.settings.public_url
+        if self.token is None or public_url is None:
             log.error(
                 "webhook.unconfigured",
                 hook=hook,
@@ -75,119 +86,95 @@ def install(
             )
             return view.json({"error": "Twilio webhooks are not configured"}, status=503)
         form = {k: str(v) for k, v in (await request.post()).items()}  # type: ignore[attr-defined]
-        url = settings.public_url.rstrip("/") + str(request.rel_url)  # type: ignore[attr-defined]
+        url = public_url.rstrip("/") + str(request.rel_url)  # type: ignore[attr-defined]
         signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature_ok(token, url, form, signature):
+        if not signature_ok(self.token, url, form, signature):
             log.warning("webhook.refused", hook=hook, why="bad or missing X-Twilio-Signature")
             return view.json({"error": "signature check failed"}, status=403)
         return form
 
-    @app.page("/webhooks/twilio/status")
-    class TwilioStatus(View):
-        """Twilio's status callback for a message or a call, and the detection verdict."""
+    async def twilio_status(self, view: View, request: Request) -> Response:
+        form = await self.twilio_form(view, request, "twilio.status")
+        if not isinstance(form, dict):
+            return form
+        query = request.query  # type: ignore[attr-defined]
+        nid, cid, channel = (query.get(k) for k in ("notification_id", "customer_id", "channel"))
+        if not nid or not cid or channel not in ("sms", "voice"):
+            log.warning("webhook.refused", hook="twilio.status", why="no notification ids")
+            return view.json({"error": "not a Clarion status callback"}, status=403)
+        receipt = status_receipt(
+            form,
+            notification_id=nid,
+            customer_id=cid,
+            channel=channel,
+            at=datetime.now(UTC),
+            account_id=query.get("account_id"),
+        )
+        if receipt is None:
+            return view.text("", status=204)
+        if receipt.status == "answered" and receipt.provider_message_id:
+            await _speak(self.calls, self.voice, receipt.provider_message_id, receipt.answered_by)
+        await self.produce(self.receipts, cid.encode(), receipt.model_dump_json().encode())
+        log.info(
+            "webhook.receipt",
+            provider="twilio",
+            notification_id=nid,
+            status=receipt.status,
+            error_code=receipt.error_code,
+        )
+        return view.text("", status=204)
 
-        async def post(self, request: Request) -> Response:
-            form = await twilio_form(self, request, "twilio.status")
-            if not isinstance(form, dict):
-                return form
-            query = request.query  # type: ignore[attr-defined]
-            nid, cid, channel = (
-                query.get(k) for k in ("notification_id", "customer_id", "channel")
-            )
-            if not nid or not cid or channel not in ("sms", "voice"):
-                log.warning("webhook.refused", hook="twilio.status", why="no notification ids")
-                return self.json({"error": "not a Clarion status callback"}, status=403)
-            receipt = status_receipt(
-                form,
-                notification_id=nid,
-                customer_id=cid,
-                channel=channel,
-                at=datetime.now(UTC),
-                account_id=query.get("account_id"),
-            )
-            if receipt is None:
-                return self.text("", status=204)
-            if receipt.status == "answered" and receipt.provider_message_id:
-                await _speak(calls, voice, receipt.provider_message_id, receipt.answered_by)
-            await produce(receipts, cid.encode(), receipt.model_dump_json().encode())
-            log.info(
-                "webhook.receipt",
-                provider="twilio",
-                notification_id=nid,
-                status=receipt.status,
-                error_code=receipt.error_code,
-            )
-            return self.text("", status=204)
+    async def twilio_sms(self, view: View, request: Request) -> Response:
+        form = await self.twilio_form(view, request, "twilio.sms")
+        if not isinstance(form, dict):
+            return form
+        number, body, sid = form.get("From", ""), form.get("Body", ""), form.get("MessageSid")
+        if not number or not sid:
+            return view.json({"error": "no From or MessageSid"}, status=400)
+        message = reply_message(number, body, sid, datetime.now(UTC))
+        await self.produce(self.conversations, number.encode(), json.dumps(message).encode())
+        said = keyword(body)
+        log.info("webhook.sms_reply", message_sid=sid, keyword=said)
+        answer = reply_twiml(self.settings.sms_help_text if said == "help" else None)
+        return view.text(answer, content_type="text/xml")
 
-    @app.page("/webhooks/twilio/sms")
-    class TwilioInboundSms(View):
-        """A customer's reply: HELP is answered here, the rest by dispatch/replies.py."""
-
-        async def post(self, request: Request) -> Response:
-            form = await twilio_form(self, request, "twilio.sms")
-            if not isinstance(form, dict):
-                return form
-            number, body, sid = form.get("From", ""), form.get("Body", ""), form.get("MessageSid")
-            if not number or not sid:
-                return self.json({"error": "no From or MessageSid"}, status=400)
-            message = reply_message(number, body, sid, datetime.now(UTC))
-            await produce(conversations, number.encode(), json.dumps(message).encode())
-            said = keyword(body)
-            log.info("webhook.sms_reply", message_sid=sid, keyword=said)
-            answer = reply_twiml(settings.sms_help_text if said == "help" else None)
-            return self.text(answer, content_type="text/xml")
-
-    @app.page("/webhooks/sendgrid/events")
-    class SendGridEvents(View):
-        """SendGrid's Event Webhook: a signed JSON array of events."""
-
-        async def post(self, request: Request) -> Response:
-            key = settings.sendgrid_webhook_public_key
-            if not key:
-                log.error(
-                    "webhook.unconfigured",
-                    hook="sendgrid.events",
-                    needs="CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY",
-                )
-                return self.json({"error": "SendGrid webhook is not configured"}, status=503)
-            payload = await request.read()  # type: ignore[attr-defined]
-            why = verify(
-                key,
-                payload,
-                request.headers.get(SIGNATURE_HEADER, ""),
-                request.headers.get(TIMESTAMP_HEADER, ""),
-                time.time(),
-                settings.sendgrid_webhook_tolerance_s,
+    async def sendgrid_events(self, view: View, request: Request) -> Response:
+        key = self.settings.sendgrid_webhook_public_key
+        if not key:
+            log.error(
+                "webhook.unconfigured",
+                hook="sendgrid.events",
+                needs="CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY",
             )
-            if why is not None:
-                log.warning("webhook.refused", hook="sendgrid.events", why=why)
-                return self.json({"error": "signature check failed"}, status=403)
-            try:
-                events = json.loads(payload)
-            except ValueError:
-                return self.json({"error": "body is not JSON"}, status=400)
-            if not isinstance(events, list):
-                return self.json({"error": "body is not a JSON array of events"}, status=400)
-            facts = read_events(events, groups)
-            for receipt in facts.receipts:
-                value = receipt.model_dump_json().encode()
-                await produce(receipts, receipt.customer_id.encode(), value)
-            for event in facts.preferences:
-                value = event.model_dump_json().encode()
-                await produce(preferences, event.customer_id.encode(), value)
-            log.info(
-                "webhook.sendgrid_events",
-                receipts=len(facts.receipts),
-                preferences=len(facts.preferences),
-                skipped=len(facts.skipped),
-            )
-            return self.json(
-                {
-                    "receipts": len(facts.receipts),
-                    "preferences": len(facts.preferences),
-                    "skipped": facts.skipped,
-                }
-            )
+            return view.json({"error": "SendGrid webhook is not configured"}, status=503)
+        payload = await request.read()  # type: ignore[attr-defined]
+        why = verify(
+            key,
+            payload,
+            request.headers.get(SIGNATURE_HEADER, ""),
+            request.headers.get(TIMESTAMP_HEADER, ""),
+            time.time(),
+            self.settings.sendgrid_webhook_tolerance_s,
+        )
+        if why is not None:
+            log.warning("webhook.refused", hook="sendgrid.events", why=why)
+            return view.json({"error": "signature check failed"}, status=403)
+        try:
+            events = json.loads(payload)
+        except ValueError:
+            return view.json({"error": "body is not JSON"}, status=400)
+        if not isinstance(events, list):
+            return view.json({"error": "body is not a JSON array of events"}, status=400)
+        facts = read_events(events, self.groups)
+        for receipt in facts.receipts:
+            value = receipt.model_dump_json().encode()
+            await self.produce(self.receipts, receipt.customer_id.encode(), value)
+        for event in facts.preferences:
+            value = event.model_dump_json().encode()
+            await self.produce(self.preferences, event.customer_id.encode(), value)
+        counts = {"receipts": len(facts.receipts), "preferences": len(facts.preferences)}
+        log.info("webhook.sendgrid_events", **counts, skipped=len(facts.skipped))
+        return view.json({**counts, "skipped": facts.skipped})
 
 
 async def _speak(calls: LiveCalls, voice: Any, call_sid: str, answered_by: str | None) -> None:

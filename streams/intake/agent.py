@@ -1,0 +1,240 @@
+"""The intake agent: inputs -> validate -> dedupe -> engine -> ledger and requests.
+
+Account events, profiles and preferences, delivery receipts and clock messages
+share one agent with ``concurrency=1`` (more can lose messages, see
+pitfalls.md), so a customer's inputs are applied in partition order. No
+exception escapes it: Faust would ack the message and it would be gone. What
+cannot be processed goes to `dead-letters`. Clock messages on `timer-ticks`
+fire the steps falling due (streams/intake/timers.py says how timers survive
+restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import faust
+import structlog
+from faust.types import TP
+from pydantic import ValidationError
+
+from policies.engine import Input, Tick, decide
+from policies.model import PolicySet
+from schemas.intake import Rejection, check_event
+from schemas.notifications import DeliveryReceipt
+from streams.intake import stored
+from streams.intake.timers import TimerIndex, clock_message, read_clock
+from streams.intake.working import Working
+from streams.kafka import topics, transport
+from streams.kafka.outlets import Outlets, describe, enter
+from streams.runtime.clock import now_for
+from streams.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+InputOutcome = Literal["accepted", "duplicate", "dead_lettered"]
+
+
+class Intake:
+    """The engine's side of a worker: its tables, its timer index, and how one input runs."""
+
+    def __init__(self, app: faust.App, settings: Settings, policy: PolicySet, out: Outlets) -> None:
+        self.app, self.settings, self.policy, self.out = app, settings, policy, out
+        self.ticks_name = settings.topic(topics.TIMER_TICKS)
+        self.receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
+        self.outbound_name = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+        # Bytes, not dicts: streams/intake/stored.py says why.
+        self.customers = transport.table(
+            app, "customers", partitions=settings.partitions, value_type=bytes
+        )
+        self.seen = transport.table(app, "seen-event-ids", partitions=settings.partitions)
+        self.window = timedelta(hours=settings.dedupe_window_hours)
+        self.index = TimerIndex()
+
+    async def run(self, stream: faust.StreamT[bytes]) -> None:
+        """Batches of inputs; each customer's state is read and written once per batch."""
+        settings = self.settings
+        async for events in stream.take_events(
+            settings.intake_batch, within=settings.intake_batch_wait_s
+        ):
+            work = Working(self.customers, self.seen, self.window, settings.dedupe_max_ids, enter)
+            for event in events:
+                enter(event)
+                try:
+                    outcome = await self.handle(work, event)
+                except Exception as exc:  # never let Faust ack a message we did not handle
+                    await self.out.dead_letter(event, "internal_error", describe(exc))
+                    outcome = "dead_lettered"
+                self.out.metrics.inputs.inc(event.message.topic, outcome)
+            for event, exc in await work.flush():
+                enter(event)
+                reason = "state not saved: " + describe(exc)
+                await self.out.dead_letter(event, "internal_error", reason)
+
+    async def handle(self, work: Working, event: faust.EventT) -> InputOutcome:
+        """One input; what became of it, for `clarion_inputs_total`."""
+        if event.message.topic == self.ticks_name:
+            return await self._tick(work, event)
+        if event.message.topic == self.receipts_name:
+            return await self._receipt(work, event)
+        return await self._event(work, event)
+
+    async def _tick(self, work: Working, event: faust.EventT) -> InputOutcome:
+        try:
+            at = read_clock(event.message.value or b"")
+        except (ValueError, KeyError, TypeError) as exc:
+            await self.out.dead_letter(event, "invalid_clock", f"not a clock message: {exc}")
+            return "dead_lettered"
+        await self.fire_due(work, event, at)
+        return "accepted"
+
+    async def _receipt(self, work: Working, event: faust.EventT) -> InputOutcome:
+        try:
+            receipt = DeliveryReceipt.model_validate_json(event.message.value or b"")
+        except ValidationError as exc:
+            await self.out.dead_letter(event, "invalid_receipt", str(exc))
+            return "dead_lettered"
+        seen_ids = work.recent(receipt.customer_id, event) if receipt.receipt_id else None
+        if seen_ids is not None and receipt.receipt_id in seen_ids:
+            log.info("receipt.duplicate_dropped", receipt_id=receipt.receipt_id)
+            return "duplicate"
+        now = now_for(self.settings.clock, receipt.at)
+        await self.fire_due(work, event, now)
+        await self.apply(work, receipt.customer_id, event, receipt, now)
+        if seen_ids is not None and receipt.receipt_id:
+            seen_ids.add(receipt.receipt_id, datetime.now(UTC))
+        return "accepted"
+
+    async def _event(self, work: Working, event: faust.EventT) -> InputOutcome:
+        msg, settings = event.message, self.settings
+        checked = check_event(msg.value or b"", msg.key, max_bytes=settings.max_message_bytes)
+        if isinstance(checked, Rejection):
+            await self.out.dead_letter(event, checked.code, checked.reason)
+            return "dead_lettered"
+        cid = checked.customer_id
+        home = topics.home_partition(msg.key or b"", settings.partitions)  # the key is cid
+        if msg.partition != home:
+            await self.out.dead_letter(
+                event, "wrong_partition", _off_home(cid, home, msg, settings)
+            )
+            return "dead_lettered"
+        recent = work.recent(cid, event)
+        if checked.event_id in recent:
+            log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)
+            return "duplicate"
+        now = now_for(settings.clock, checked.occurred_at)
+        await self.fire_due(work, event, now)  # what was due before this input happens first
+        await self.apply(work, cid, event, checked, now)
+        recent.add(checked.event_id, datetime.now(UTC))
+        return "accepted"
+
+    async def apply(
+        self, work: Working, customer: str, event: faust.EventT, item: Input, now: datetime
+    ) -> None:
+        """One engine step for one customer, on the batch's working copy of its state."""
+        partition = event.message.partition
+        state = work.state(customer, partition, event)
+        outcome = decide(state, item, now, self.policy)
+        for decision in outcome.decisions:
+            await self.out.record(decision)
+        for request in outcome.notifications:
+            value = request.model_dump_json().encode()
+            await self.out.produce(self.outbound_name, customer.encode(), value)
+        if outcome.state is not state:
+            work.put(customer, outcome.state)
+        due = outcome.state.due
+        if due is not None:
+            self.index.push(partition, due, customer)
+
+    async def fire_due(self, work: Working, event: faust.EventT, upto: datetime) -> None:
+        """Run every customer whose next step is due by `upto`, on the partition's clock."""
+        partition = event.message.partition
+        if not self.index.loaded(partition):
+            await self.load_index(partition)
+        while (entry := self.index.pop_due(partition, upto)) is not None:
+            due, customer = entry
+            if work.due(customer) != due.isoformat():
+                continue  # stale: the step fired, moved or was cancelled since
+            if self.settings.clock == "event":
+                now = due
+            else:
+                now = max(due, datetime.now(UTC))
+                self.out.metrics.lateness.observe((now - due).total_seconds())
+            await self.apply(work, customer, event, Tick(customer), now)
+
+    async def load_index(self, wanted: int) -> None:
+        """Rebuild the timer index from the table, for every partition not indexed yet.
+
+        One pass over the table serves them all (a pass per partition would cost
+        partitions x customers). It yields to the event loop every few thousand
+        customers, so health checks and the other agents go on meanwhile; only
+        this agent writes the table, and it is the one waiting here, so the table
+        does not change under the iteration.
+        """
+        started = time.perf_counter()
+        found: dict[int, list[tuple[datetime, str]]] = {wanted: []}
+        # items(), not keys() and get(): RocksDB's get() looks only in the partition
+        # of the event being handled, and this pass reads every partition.
+        for n, (customer, value) in enumerate(self.customers.items()):
+            top = stored.head(value)
+            if top is not None and top.due and not self.index.loaded(top.partition):
+                entry = (datetime.fromisoformat(top.due), customer)
+                found.setdefault(top.partition, []).append(entry)
+            if n % 5000 == 4999:
+                await asyncio.sleep(0)
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        for partition, entries in found.items():
+            self.index.load(partition, entries)
+            log.info(
+                "timers.loaded", partition=partition, pending=len(entries), elapsed_ms=elapsed_ms
+            )
+
+
+def install(app: faust.App, settings: Settings, policy: PolicySet, out: Outlets) -> Intake:
+    """The intake agent, the wall-clock ticker, and the timer index kept across rebalances."""
+    intake = Intake(app, settings, policy, out)
+    inputs = app.topic(
+        *(settings.topic(n) for n in topics.INPUTS),
+        intake.ticks_name,
+        intake.receipts_name,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: object, revoked: set[TP], **_: object) -> None:
+        intake.index.forget({tp.partition for tp in revoked})
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: object, assigned: set[TP], **_: object) -> None:
+        intake.index.forget({tp.partition for tp in assigned})  # rebuilt on first use
+
+    if settings.clock == "wall":
+        ticks = out.topic(topics.TIMER_TICKS)
+
+        @app.timer(interval=settings.tick_interval_s)
+        async def tick() -> None:
+            """Advance the clock of every timer partition this worker owns."""
+            now = clock_message(datetime.now(UTC))
+            for tp in app.consumer.assignment():
+                if tp.topic == intake.ticks_name:
+                    await ticks.send(value=now, partition=tp.partition)
+
+    @app.agent(inputs, name="intake", concurrency=1)
+    async def intake_agent(stream: faust.StreamT[bytes]) -> None:
+        await intake.run(stream)
+
+    return intake
+
+
+def _off_home(cid: str, home: int, msg: faust.types.Message, settings: Settings) -> str:
+    return (
+        f"customer {cid!r} belongs on partition {home} of {settings.partitions} "
+        f"(Kafka's default partitioner: murmur2 of the key), not {msg.partition}, "
+        "where its state is not kept; librdkafka producers (confluent-kafka, Go, "
+        ".NET, Node) must set partitioner=murmur2_random"
+    )

@@ -1,0 +1,111 @@
+"""The ways out of an agent: a topic, the producer, the ledger and `dead-letters`.
+
+Both agents use them, and they meet nowhere else, so they live below both
+(import-linter keeps intake and dispatch apart). `enter` is here too: it is
+how a table write is routed, and it reaches into Faust's stream internals.
+"""
+
+from __future__ import annotations
+
+import traceback
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import faust
+import faust.streams as faust_streams
+import structlog
+
+from schemas.dead_letters import DeadLetter, RejectCode
+from schemas.decisions import Decision
+from streams.kafka import topics
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+Produce = Callable[[str, bytes, bytes], Awaitable[None]]
+DeadLetterSink = Callable[[faust.EventT, RejectCode, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outlets:
+    """What both roles' agents write to, and the counters they keep."""
+
+    topic: Callable[[str], faust.TopicT]
+    """A topic of the app by its short name (the prefix added), keys and values raw bytes."""
+    produce: Produce
+    record: Callable[[Decision], Awaitable[None]]
+    dead_letter: DeadLetterSink
+    metrics: Metrics
+
+
+def outlets(app: faust.App, settings: Settings, metrics: Metrics) -> Outlets:
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(
+            settings.topic(name),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+
+    dead_letters = topic(topics.DEAD_LETTERS)
+    decisions_name = settings.topic(topics.DECISIONS)
+    agent_tasks_name = settings.topic(topics.AGENT_TASKS)
+
+    async def produce(topic_name: str, key: bytes, value: bytes) -> None:
+        """Straight to the producer: `Topic.send`'s per-message machinery cost more than
+        the rest of an input together (the topics exist; ensure_topics made them)."""
+        await app.producer.send(topic_name, key, value, None, None, None)
+
+    async def record(decision: Decision) -> None:
+        value = decision.model_dump_json().encode()
+        await produce(decisions_name, decision.customer_id.encode(), value)
+        metrics.decisions.inc(decision.action, decision.channel or "")
+        if decision.action == "handoff":
+            await produce(agent_tasks_name, decision.customer_id.encode(), value)
+
+    async def dead_letter(event: faust.EventT, code: RejectCode, reason: str) -> None:
+        msg = event.message
+        letter = DeadLetter(
+            code=code,
+            reason=reason,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key_b64=DeadLetter.encode(msg.key),
+            value_b64=DeadLetter.encode(msg.value) or "",
+            received_at=datetime.now(UTC),
+        )
+        await dead_letters.send(key=msg.key, value=letter.model_dump_json().encode())
+        metrics.dead_letters.inc(code)
+        log.warning(
+            "input.dead_lettered",
+            code=code,
+            reason=reason,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+        )
+
+    return Outlets(topic, produce, record, dead_letter, metrics)
+
+
+def enter(event: faust.EventT) -> None:
+    """Make `event` the one this task's table writes belong to (Faust routes them by it).
+
+    Only the task-local context variable: `Stream._set_current_event` would also
+    overwrite the stream's shared `current_event`, which `take_events`' buffer
+    reads, and the next batch then loses a message (that bug cost one message
+    per batch boundary in the scale-out test).
+    """
+    faust_streams._current_event.set(weakref.ref(event))
+
+
+def describe(exc: BaseException) -> str:
+    """An unexpected failure, as a dead letter's reason: the exception and where it came from."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+    return f"could not process: {type(exc).__name__}: {exc}{where}"
