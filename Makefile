@@ -31,7 +31,7 @@ test: $(STAMP) $(BROWSER) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict schemas policies
+	$(BIN)/mypy --strict schemas policies channels streams
 	$(BIN)/lint-imports
 
 # Benchmarks print figures (docs/performance.md); they assert nothing about speed.

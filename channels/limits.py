@@ -22,7 +22,7 @@ def backoff(attempt: int, base_s: float, max_s: float, rng: Callable[[], float])
     retries of many messages failed by one outage, so they do not return together.
     """
     bound = min(max_s, base_s * 2 ** max(0, attempt - 1))
-    return bound * (0.5 + 0.5 * rng())
+    return float(bound * (0.5 + 0.5 * rng()))
 
 
 class TokenBucket:

@@ -156,12 +156,12 @@ def _receipt(
         channel="email",
         provider="sendgrid",
         receipt_id=eid,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         at=at,
         provider_message_id=str(item.get("sg_message_id") or "") or None,
         error_code=str(item["status"]) if item.get("status") else None,
         reason=reason,
-        effect=effect,  # type: ignore[arg-type]
+        effect=effect,
         recipient=address,
     )
 

@@ -54,7 +54,7 @@ class TwilioConfig:
     timeout_s: float = 10.0
 
 
-class RebasedHttpClient(AsyncTwilioHttpClient):
+class RebasedHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio has no types
     """The SDK's aiohttp client, optionally sending every request to another base URL."""
 
     def __init__(self, base: str | None, timeout_s: float) -> None:

@@ -97,7 +97,7 @@ def status_receipt(
         channel=channel,
         provider="twilio",
         receipt_id=f"{sid}:{status}:{answered or ''}",
-        status=status,  # type: ignore[arg-type]
+        status=status,
         at=at,
         provider_message_id=sid or None,
         error_code=code,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
@@ -83,7 +83,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, log: TextIO) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: IO[bytes]) -> subprocess.Popen[bytes]:
     """A `clarion worker` process with these settings that cannot outlive us."""
     return start_process(
         [sys.executable, "-m", "streams.cli", "worker"], log, settings_env(settings)
@@ -91,7 +91,7 @@ def start_worker(settings: Settings, log: TextIO) -> subprocess.Popen[bytes]:
 
 
 def start_process(
-    command: list[str], log: TextIO, env: dict[str, str] | None = None
+    command: list[str], log: IO[bytes], env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """A process that cannot outlive us: SIGKILLed by Linux if we die first.
 
@@ -220,7 +220,7 @@ def run_demo(
         settings = demo_settings(broker.bootstrap, workdir)
         asyncio.run(topics.ensure_topics(settings))
         with (workdir / "worker.log").open("wb") as log:
-            worker = start_worker(settings, log)  # type: ignore[arg-type]
+            worker = start_worker(settings, log)
             try:
                 decisions, letters = asyncio.run(
                     feed_and_settle(settings, files, timeout, lambda: worker.poll() is None)

@@ -205,15 +205,15 @@ def diff_command(
         f"first at {first:%Y-%m-%d %H:%MZ})\n"
     )
     by_customer: dict[str, list[DecisionChange]] = {}
-    for change in differ:
-        by_customer.setdefault(change.decision.customer_id, []).append(change)
+    for differs in differ:
+        by_customer.setdefault(differs.decision.customer_id, []).append(differs)
     for customer, changed in sorted(by_customer.items()):
         # The events, not the policies, give a profile: both replays hold the same one.
         zone = next(iter(old_sim.states[customer].profile.time_zones), None)
         out.write(f"  {customer}  ({zone or 'no known time zone'})\n")
-        for change in changed:
-            sign = "-" if change.side == "old" else "+"
-            out.write(f"    {sign} {timeline.line(change.decision, zone)}\n")
+        for differs in changed:
+            sign = "-" if differs.side == "old" else "+"
+            out.write(f"    {sign} {timeline.line(differs.decision, zone)}\n")
     return 2 if bad else 0
 
 

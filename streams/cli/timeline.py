@@ -27,7 +27,7 @@ def render(
         by_customer[decision.customer_id].append(decision)
     lines: list[str] = []
     for customer in sorted(by_customer):
-        zone = (zones.get(customer) or [None])[0]
+        zone = next(iter(zones.get(customer) or []), None)
         lines.append(f"{customer}  ({zone or 'no known time zone'})")
         # A stable sort: within one instant the engine's own order (it opened, then sent) stays.
         for d in sorted(by_customer[customer], key=lambda d: d.at):

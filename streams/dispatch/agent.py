@@ -46,8 +46,8 @@ def install(
     @app.agent(out.topic(topics.NOTIFICATIONS_OUTBOUND), name="dispatch", concurrency=1)
     async def dispatch(stream: faust.StreamT[bytes]) -> None:
         """Batches of requests, so provider calls overlap."""
-        async for events in stream.take_events(settings.dispatch_concurrency, within=0.05):
-            batch: list[tuple[faust.EventT, Attempt]] = []
+        async for events in stream.take_events(settings.dispatch_concurrency, within=0.05):  # type: ignore[attr-defined]  # faust's StreamT omits it
+            batch: list[tuple[faust.EventT[bytes], Attempt]] = []
             for event in events:
                 try:
                     value = event.message.value or b""
@@ -119,7 +119,10 @@ def _dispatcher(
 
 
 async def _run_batch(
-    dispatcher: Dispatcher, out: Outlets, batch: list[tuple[faust.EventT, Attempt]], park: bool
+    dispatcher: Dispatcher,
+    out: Outlets,
+    batch: list[tuple[faust.EventT[bytes], Attempt]],
+    park: bool,
 ) -> None:
     try:
         items = [item for _, item in batch]

@@ -7,13 +7,14 @@ from channels.router import ChannelRouter
 from channels.sandbox import SandboxChannel
 from channels.sendgrid import SendGridConfig, SendGridEmail
 from channels.twilio import TwilioConfig, TwilioSms, TwilioVoice
+from schemas.types import Channel as ChannelName
 from streams.runtime.settings import Settings
 
 
 def build_channels(settings: Settings) -> ChannelRouter:
     """One router over sms, email and voice; the settings were checked for credentials."""
     sandbox = SandboxChannel(settings.outbox_path)
-    routes: dict[str, Channel] = {"sms": sandbox, "email": sandbox, "voice": sandbox}
+    routes: dict[ChannelName, Channel] = {"sms": sandbox, "email": sandbox, "voice": sandbox}
     if "twilio" in (settings.channel_sms, settings.channel_voice):
         config = twilio_config(settings)
         if settings.channel_sms == "twilio":
@@ -22,7 +23,7 @@ def build_channels(settings: Settings) -> ChannelRouter:
             routes["voice"] = TwilioVoice(config)
     if settings.channel_email == "sendgrid":
         routes["email"] = SendGridEmail(sendgrid_config(settings))
-    return ChannelRouter(routes)  # type: ignore[arg-type]
+    return ChannelRouter(routes)
 
 
 def twilio_config(settings: Settings) -> TwilioConfig:

@@ -131,8 +131,8 @@ def install(
     app: faust.App,
     settings: Settings,
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
-    dead_letter: Callable[[faust.EventT, Any, str], Awaitable[None]],
-    enter: Callable[[faust.EventT], None],
+    dead_letter: Callable[[faust.EventT[bytes], Any, str], Awaitable[None]],
+    enter: Callable[[faust.EventT[bytes]], None],
 ) -> Callable[[NotificationRequest], Awaitable[None]]:
     """The `sms-replies` agent; returns what the dispatcher calls for each SMS Twilio took."""
     conversations = app.topic(
@@ -147,8 +147,8 @@ def install(
     @app.agent(conversations, name="sms-replies", concurrency=1)
     async def sms_replies(stream: faust.StreamT[bytes]) -> None:
         """Batches: each number's entry is read and written once per batch, not per message."""
-        async for events in stream.take_events(500, within=0.01):
-            changed: dict[str, tuple[dict[str, Any], faust.EventT]] = {}
+        async for events in stream.take_events(500, within=0.01):  # type: ignore[attr-defined]  # faust's StreamT omits it
+            changed: dict[str, tuple[dict[str, Any], faust.EventT[bytes]]] = {}
             for event in events:
                 enter(event)
                 try:
@@ -164,7 +164,7 @@ def install(
                     await dead_letter(event, "internal_error", f"number table not saved: {exc!r}")
 
     async def handle(
-        event: faust.EventT, changed: dict[str, tuple[dict[str, Any], faust.EventT]]
+        event: faust.EventT[bytes], changed: dict[str, tuple[dict[str, Any], faust.EventT[bytes]]]
     ) -> None:
         message = json.loads(event.message.value or b"")
         number = message["number"]

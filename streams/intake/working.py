@@ -40,7 +40,7 @@ class Table(Protocol):
 class _Entry:
     state: CustomerState
     partition: int
-    event: faust.EventT
+    event: faust.EventT[bytes]
     """An input of this batch from the customer's partition: the table write belongs to it."""
     dirty: bool = False
 
@@ -52,14 +52,14 @@ class Working:
         seen: Table,
         window: timedelta,
         max_ids: int,
-        enter: Callable[[faust.EventT], None],
+        enter: Callable[[faust.EventT[bytes]], None],
     ) -> None:
         self._customers, self._seen = customers, seen
         self._window, self._max_ids, self._enter = window, max_ids, enter
         self._states: dict[str, _Entry] = {}
-        self._recent: dict[str, tuple[RecentIds, faust.EventT]] = {}
+        self._recent: dict[str, tuple[RecentIds, faust.EventT[bytes]]] = {}
 
-    def state(self, customer: str, partition: int, event: faust.EventT) -> CustomerState:
+    def state(self, customer: str, partition: int, event: faust.EventT[bytes]) -> CustomerState:
         entry = self._states.get(customer)
         if entry is None:
             entry = _Entry(self._load(customer), partition, event)
@@ -79,20 +79,20 @@ class Working:
         found = stored.head(self._customers.get(customer))
         return found.due if found else None
 
-    def recent(self, customer: str, event: faust.EventT) -> RecentIds:
+    def recent(self, customer: str, event: faust.EventT[bytes]) -> RecentIds:
         found = self._recent.get(customer)
         if found is None:
             ids = RecentIds.from_json(self._seen.get(customer), self._window, self._max_ids)
             found = self._recent[customer] = (ids, event)
         return found[0]
 
-    async def flush(self) -> list[tuple[faust.EventT, Exception]]:
+    async def flush(self) -> list[tuple[faust.EventT[bytes], Exception]]:
         """Write back every customer the batch changed: one table write each.
 
         A customer whose write fails does not stop the others; the failures come
         back with an input of that customer's, for the caller to dead-letter.
         """
-        failed: list[tuple[faust.EventT, Exception]] = []
+        failed: list[tuple[faust.EventT[bytes], Exception]] = []
         for customer, entry in self._states.items():
             if not entry.dirty:
                 continue

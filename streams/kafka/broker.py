@@ -76,7 +76,7 @@ def metadata_ok(host: str, port: int, timeout: float = 0.5) -> bool:
     except OSError:
         return False
     got_id, brokers = struct.unpack(">ii", payload[:8])
-    return got_id == correlation_id and brokers >= 1
+    return bool(got_id == correlation_id and brokers >= 1)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -156,7 +156,7 @@ class EmbeddedBroker:
                     preexec_fn=die_with_parent,
                 )
             finally:
-                if out is not subprocess.DEVNULL:
+                if not isinstance(out, int):  # a log file, not DEVNULL
                     out.close()
             deadline = time.monotonic() + self._start_timeout
             while time.monotonic() < deadline:

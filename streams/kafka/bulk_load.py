@@ -131,7 +131,7 @@ class _BulkLoaded:
         return last
 
 
-class BulkLoadedStore(_BulkLoaded, memory.Store):  # type: ignore[misc]
+class BulkLoadedStore(_BulkLoaded, memory.Store[Any, Any]):
     """The memory store, reading a new partition's changelog in bulk from its start."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -175,7 +175,7 @@ class BulkLoadedStore(_BulkLoaded, memory.Store):  # type: ignore[misc]
         self._key_partition[key] = partition
 
 
-class BulkLoadedRocksDBStore(_BulkLoaded, rocksdb.Store):  # type: ignore[misc]
+class BulkLoadedRocksDBStore(_BulkLoaded, rocksdb.Store):
     """The RocksDB store, catching up on a new partition's changelog in bulk from its offset.
 
     RocksDB holds the raw key and value bytes, as Faust's own replay writes
@@ -213,8 +213,9 @@ class BulkLoadedRocksDBStore(_BulkLoaded, rocksdb.Store):  # type: ignore[misc]
 
     def _new_write_batch(self) -> Any:
         if self.use_rocksdict:
-            return rocksdb.rocksdict.WriteBatch(raw_mode=True)
-        return rocksdb.rocksdb.WriteBatch()
+            # faust imports whichever binding is installed under these names
+            return rocksdb.rocksdict.WriteBatch(raw_mode=True)  # type: ignore[attr-defined]
+        return rocksdb.rocksdb.WriteBatch()  # type: ignore[attr-defined]
 
     def _write(self, batches: dict[int, Any]) -> None:
         for partition, batch in batches.items():

@@ -27,7 +27,7 @@ from streams.runtime.settings import Settings
 log = structlog.get_logger(__name__)
 
 Produce = Callable[[str, bytes, bytes], Awaitable[None]]
-DeadLetterSink = Callable[[faust.EventT, RejectCode, str], Awaitable[None]]
+DeadLetterSink = Callable[[faust.EventT[bytes], RejectCode, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ def outlets(app: faust.App, settings: Settings, metrics: Metrics) -> Outlets:
         if decision.action == "handoff":
             await produce(agent_tasks_name, decision.customer_id.encode(), value)
 
-    async def dead_letter(event: faust.EventT, code: RejectCode, reason: str) -> None:
+    async def dead_letter(event: faust.EventT[bytes], code: RejectCode, reason: str) -> None:
         msg = event.message
         letter = DeadLetter(
             code=code,
@@ -93,7 +93,7 @@ def outlets(app: faust.App, settings: Settings, metrics: Metrics) -> Outlets:
     return Outlets(topic, produce, record, dead_letter, metrics)
 
 
-def enter(event: faust.EventT) -> None:
+def enter(event: faust.EventT[bytes]) -> None:
     """Make `event` the one this task's table writes belong to (Faust routes them by it).
 
     Only the task-local context variable: `Stream._set_current_event` would also

@@ -70,7 +70,7 @@ def home_partition(key: bytes, partitions: int) -> int:
     where a customer's state lives. librdkafka's default (CRC32) puts a key
     elsewhere; intake refuses such a message rather than split the state.
     """
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def unreachable(settings: Settings) -> BrokerUnreachable:
@@ -162,16 +162,16 @@ async def _check_retention(admin: AIOKafkaAdminClient, settings: Settings) -> No
     for response in await admin.describe_configs(resources):
         for _code, _message, _type, name, entries in response.resources:
             kept = next((int(e[1]) for e in entries if e[0] == "retention.ms"), None)
-            shorter = kept is not None and kept >= 0 and (wanted < 0 or kept < wanted)
-            if shorter:
-                log.warning(
-                    "topic.retention_shorter",
-                    topic=name,
-                    retention_days=kept / 86_400_000,
-                    wanted_days="forever" if wanted < 0 else wanted / 86_400_000,
-                    fix="raise the topic's retention.ms, or set CLARION_LEDGER_RETENTION_DAYS "
-                    "to what an archive downstream keeps",
-                )
+            if kept is None or kept < 0 or (wanted >= 0 and kept >= wanted):
+                continue
+            log.warning(
+                "topic.retention_shorter",
+                topic=name,
+                retention_days=kept / 86_400_000,
+                wanted_days="forever" if wanted < 0 else wanted / 86_400_000,
+                fix="raise the topic's retention.ms, or set CLARION_LEDGER_RETENTION_DAYS "
+                "to what an archive downstream keeps",
+            )
 
 
 async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:

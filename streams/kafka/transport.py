@@ -100,10 +100,10 @@ class ClarionApp(faust.App):
 
     def _new_transport(self) -> TransportT:
         transport = _transport(self._fetch_max_wait_ms)
-        return transport(self.conf.broker_consumer, self)  # type: ignore[call-arg]
+        return transport(self.conf.broker_consumer, self)
 
 
-class ClarionTable(faust.Table):  # type: ignore[misc]
+class ClarionTable(faust.Table[Any, Any]):
     """A table whose changelog is named after the deployment, whatever the process's role.
 
     Faust names it after the app id, which is the consumer group. The dispatch
@@ -278,14 +278,18 @@ def _transport(wait_ms: int | None) -> type[driver.Transport]:
                 return await super().seek_to_committed()
             consumer = self._ensure_consumer()
             changelog = self.consumer._is_changelog_tp
-            return await self.call_thread(rewind_uncommitted, consumer, changelog)
+            offsets: Mapping[TP, int] = await self.call_thread(
+                rewind_uncommitted, consumer, changelog
+            )
+            return offsets
 
         async def _highwaters(self, partitions: list[TP]) -> Any:
             """Recovery reads a changelog up to here: the real end (fault 3 in the module doc)."""
             reported = await super()._highwaters(partitions)
             if self.consumer.in_transaction:
                 return reported
-            bootstrap = driver.server_list(self.transport.url, self.transport.default_port)
+            port = self.transport.default_port  # type: ignore[attr-defined]  # TransportT omits it
+            bootstrap = driver.server_list(self.transport.url, port)
             options = client_options(self.app.conf.broker_credentials)
             return await read_past(bootstrap, reported, options)
 

@@ -56,10 +56,11 @@ def _tls(settings: Settings) -> ssl.SSLContext:
         if path is not None and not path.is_file():
             raise SettingsError(f"{PREFIX}{name.upper()}: no such file: {path}")
     try:
-        return create_ssl_context(
+        context: ssl.SSLContext = create_ssl_context(
             cafile=settings.kafka_ssl_cafile,
             certfile=settings.kafka_ssl_certfile,
             keyfile=settings.kafka_ssl_keyfile,
         )
     except ssl.SSLError as exc:
         raise SettingsError(f"the Kafka TLS files could not be used: {exc}") from None
+    return context

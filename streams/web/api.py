@@ -177,7 +177,7 @@ class _Api:
         if auth.startswith("Bearer "):
             given = auth.removeprefix("Bearer ").strip()
         if not given or not any(hmac.compare_digest(given, k) for k in self.keys):
-            log.warning("api.refused", path=str(request.url.path), why="no or unknown API key")  # type: ignore[attr-defined]
+            log.warning("api.refused", path=str(request.url.path), why="no or unknown API key")
             return view.json({"error": "a valid API key is required"}, status=401)
         return None
 
@@ -206,7 +206,7 @@ class _Api:
         if problem is not None:
             return problem
         try:
-            body = json.loads(await request.read())  # type: ignore[attr-defined]
+            body = json.loads(await request.read())
         except ValueError:
             return view.json({"error": "the body is not JSON"}, status=400)
         if not isinstance(body, dict):

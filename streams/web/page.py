@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 def _accepted(request: Request) -> list[str]:
     """The browser's languages, most wanted first (for a page that knows no customer)."""
-    header = request.headers.get("Accept-Language", "")  # type: ignore[attr-defined]
+    header = request.headers.get("Accept-Language", "")
     tagged: list[tuple[float, str]] = []
     for part in header.split(","):
         lang, _, q = part.strip().partition(";q=")
@@ -129,7 +129,7 @@ def install(
             customer = customer_of(self, request, token)
             if not isinstance(customer, str):
                 return customer
-            form = await request.post()  # type: ignore[attr-defined]
+            form = await request.post()
             words = words_for(form.get("lang"))  # the language the form was shown in
             try:
                 update = _update(policy, form)

@@ -14,7 +14,8 @@ def install(app: faust.App, metrics: Metrics, pending: Callable[[], int] | None)
     """`pending`: how many timers this worker holds (None in a dispatch-only worker)."""
 
     def is_ready() -> bool:
-        return bool(app.tables.recovery.completed.is_set() and not app.rebalancing)
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]  # faust's TableManagerT omits it
+        return bool(recovered and not app.rebalancing)
 
     metrics.gauge("clarion_ready", "1 when tables are recovered and no rebalance runs.", is_ready)
     if pending is not None:
@@ -35,7 +36,7 @@ def install(app: faust.App, metrics: Metrics, pending: Callable[[], int] | None)
         """Readiness: tables recovered and no rebalance in progress; 503 until then."""
         state = {
             "ready": is_ready(),
-            "recovered": app.tables.recovery.completed.is_set(),
+            "recovered": app.tables.recovery.completed.is_set(),  # type: ignore[attr-defined]
             "rebalancing": app.rebalancing,
             "pending_timers": pending() if pending else 0,
         }

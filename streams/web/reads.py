@@ -53,9 +53,9 @@ async def forwarded(
     here = URL(str(app.conf.canonical_url))
     if (owner.host, owner.port) == (here.host, here.port):
         return None
-    target = request.url.with_host(owner.host or "").with_port(owner.port)  # type: ignore[attr-defined]
+    target = request.url.with_host(owner.host or "").with_port(owner.port)
     async with app.http_client.request(
-        method=request.method,  # type: ignore[attr-defined]
+        method=request.method,
         url=target,
         headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
     ) as answer:

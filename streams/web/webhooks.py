@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import faust
 import structlog
@@ -32,6 +32,8 @@ from streams.runtime.settings import Settings
 log = structlog.get_logger(__name__)
 
 Produce = Callable[[str, bytes, bytes], Awaitable[None]]
+
+_STATUS_CHANNELS: dict[str, Literal["sms", "voice"]] = {"sms": "sms", "voice": "voice"}
 
 
 def install(
@@ -85,8 +87,8 @@ class _Hooks:
                 needs="CLARION_TWILIO_AUTH_TOKEN, CLARION_PUBLIC_URL",
             )
             return view.json({"error": "Twilio webhooks are not configured"}, status=503)
-        form = {k: str(v) for k, v in (await request.post()).items()}  # type: ignore[attr-defined]
-        url = public_url.rstrip("/") + str(request.rel_url)  # type: ignore[attr-defined]
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        url = public_url.rstrip("/") + str(request.rel_url)
         signature = request.headers.get("X-Twilio-Signature", "")
         if not signature_ok(self.token, url, form, signature):
             log.warning("webhook.refused", hook=hook, why="bad or missing X-Twilio-Signature")
@@ -97,9 +99,10 @@ class _Hooks:
         form = await self.twilio_form(view, request, "twilio.status")
         if not isinstance(form, dict):
             return form
-        query = request.query  # type: ignore[attr-defined]
-        nid, cid, channel = (query.get(k) for k in ("notification_id", "customer_id", "channel"))
-        if not nid or not cid or channel not in ("sms", "voice"):
+        query = request.query
+        nid, cid = query.get("notification_id"), query.get("customer_id")
+        channel = _STATUS_CHANNELS.get(query.get("channel") or "")
+        if not nid or not cid or channel is None:
             log.warning("webhook.refused", hook="twilio.status", why="no notification ids")
             return view.json({"error": "not a Clarion status callback"}, status=403)
         receipt = status_receipt(
@@ -147,7 +150,7 @@ class _Hooks:
                 needs="CLARION_SENDGRID_WEBHOOK_PUBLIC_KEY",
             )
             return view.json({"error": "SendGrid webhook is not configured"}, status=503)
-        payload = await request.read()  # type: ignore[attr-defined]
+        payload = await request.read()
         why = verify(
             key,
             payload,

@@ -159,7 +159,7 @@ def floors(
         asyncio.run(create_topics(bootstrap, [source, sink], partitions))
         command = [sys.executable, "-m", f"tests.benchmarks.{module}", bootstrap, source, sink]
         with (work / f"{module}.log").open("wb") as log:
-            proc = start_process([*command, *extra], log)  # type: ignore[arg-type]
+            proc = start_process([*command, *extra], log)
             try:
                 if module == "raw_forward":
                     wait_file(ready, proc)
@@ -238,7 +238,7 @@ def main() -> None:
             workers = []
             for role in roles:
                 log = running.enter_context((Path(tmp) / f"{role.role}.log").open("wb"))
-                workers.append(start_worker(role, log))  # type: ignore[arg-type]
+                workers.append(start_worker(role, log))
                 running.callback(stop_worker, workers[-1])
             for role in roles:
                 wait_ready(role.web_port)

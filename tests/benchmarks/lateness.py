@@ -122,7 +122,7 @@ def main() -> None:
         written = time.perf_counter() - started
         with (work / "worker.log").open("wb") as log:
             started = time.perf_counter()
-            worker = start_worker(settings, log)  # type: ignore[arg-type]
+            worker = start_worker(settings, log)
             try:
                 wait_ready(settings.web_port, timeout=3600)
                 recovered = time.perf_counter() - started

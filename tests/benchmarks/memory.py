@@ -148,7 +148,7 @@ def measure(broker: EmbeddedBroker, work: Path, cases: int, store: str) -> dict[
     per_case = asyncio.run(write_changelog(settings, cases)) if cases else 0
     with (work / f"worker-{store}-{cases}.log").open("wb") as log:
         started = time.perf_counter()
-        worker = start_worker(settings, log)  # type: ignore[arg-type]
+        worker = start_worker(settings, log)
         try:
             wait_ready(settings.web_port, timeout=3600)
             recovered = time.perf_counter() - started

@@ -201,7 +201,7 @@ def bare_faust(bootstrap: str, source: str, work: Path) -> float:
     command = [sys.executable, "-m", "tests.benchmarks.bare_faust", bootstrap, source]
     command += ["bare-sink", str(port), str(work / "bare-data")]
     with (work / "bare.log").open("wb") as log:
-        proc = start_process(command, log)  # type: ignore[arg-type]
+        proc = start_process(command, log)
         try:
             ready = wait_ready(port)
             wait_taken(bootstrap, bare_faust_app.APP_ID, [source], proc)
@@ -231,7 +231,7 @@ def main() -> None:
         floor = bare_faust(broker.bootstrap, source, work)
 
         with (work / "worker.log").open("wb") as log:
-            worker = start_worker(settings, log)  # type: ignore[arg-type]
+            worker = start_worker(settings, log)
             try:
                 ready = wait_ready(settings.web_port)
                 cpu_ready = cpu_seconds(worker.pid)

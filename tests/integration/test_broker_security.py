@@ -113,7 +113,7 @@ def test_a_worker_decides_through_the_secured_door(
     # and end-offset checks connect through the door too) and goes on from them.
     for n, event in enumerate([fraud("f-1"), fraud("f-2")], start=1):
         with (tmp_path / f"worker-{n}.log").open("wb") as log:
-            worker = start_worker(settings, log)  # type: ignore[arg-type]
+            worker = start_worker(settings, log)
             try:
                 asyncio.run(produce(settings, [profile(), event] if n == 1 else [event]))
                 sent = asyncio.run(sent_decisions(settings, n, timeout=90))

@@ -62,20 +62,20 @@ def test_sigkill_twice_every_step_fires_exactly_once(
     log = (tmp_path / "workers.log").open("wb")
     workers = []
     try:
-        first = start_worker(settings, log)  # type: ignore[arg-type]
+        first = start_worker(settings, log)
         workers.append(first)
         asyncio.run(produce_lines(broker.bootstrap, settings.topic(topics.ACCOUNT_EVENTS), lines))
         held = kill_when(first, outbox, 100)
         assert held < len(expected)
 
-        second = start_worker(settings, log)  # type: ignore[arg-type]
+        second = start_worker(settings, log)
         workers.append(second)
         asyncio.run(settle(settings, 90, lambda: second.poll() is None))
         before_clock = len(read_outbox(outbox))
         asyncio.run(advance_clock(settings, until))
         kill_when(second, outbox, before_clock + 100)
 
-        third = start_worker(settings, log)  # type: ignore[arg-type]
+        third = start_worker(settings, log)
         workers.append(third)
         asyncio.run(advance_clock(settings, until))  # the killed worker may not have seen it
         asyncio.run(settle(settings, 90, lambda: third.poll() is None))

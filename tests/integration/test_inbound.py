@@ -206,7 +206,7 @@ def running(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) ->
         asyncio.run(topics.ensure_topics(settings))
         log_path = workdir / "worker.log"
         with log_path.open("wb") as log:
-            worker = start_worker(settings, log)  # type: ignore[arg-type]
+            worker = start_worker(settings, log)
             try:
                 state = Running(settings, fakes, key, log_path, worker)
                 state.until("the worker's web server", lambda: _ready(state.base))

@@ -37,7 +37,7 @@ def test_the_ledger_explains_one_customer_and_only_that_one(
     ]
     naive = samples.event("payment.missed", customer_id=ana, occurred_at="2026-11-20T14:00:00")
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = start_worker(settings, log)  # type: ignore[arg-type]
+        worker = start_worker(settings, log)
         try:
             asyncio.run(produce(settings, [*messages, naive]))
             decisions, _ = asyncio.run(settle(settings, 60, lambda: worker.poll() is None))

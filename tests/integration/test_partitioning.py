@@ -47,7 +47,7 @@ def test_an_event_off_its_customers_partition_is_dead_lettered_then_replayed(
     home = topics.home_partition(customer.encode(), settings.partitions)
     elsewhere = (home + 1) % settings.partitions
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = start_worker(settings, log)  # type: ignore[arg-type]
+        worker = start_worker(settings, log)
         try:
             asyncio.run(send(settings, [(profile, None), (large, elsewhere)]))
             letters, sent = wait(settings, lambda letters, sent: bool(letters))

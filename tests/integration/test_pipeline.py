@@ -83,7 +83,7 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
 def worker(settings: Settings, tmp_path: Path) -> Iterator[object]:
     asyncio.run(topics.ensure_topics(settings))
     with (tmp_path / "worker.log").open("wb") as log:
-        proc = start_worker(settings, log)  # type: ignore[arg-type]
+        proc = start_worker(settings, log)
         yield proc
         stop_worker(proc)
 

@@ -96,7 +96,7 @@ def test_an_outage_then_recovery_delivers_each_message_once_and_stop_falls_back(
         recover = threading.Timer(6.0, lambda: setattr(behaviour, "outage_status", None))
         log_path = tmp_path / "worker.log"
         with log_path.open("wb") as log:
-            worker = start_worker(settings, log)  # type: ignore[arg-type]
+            worker = start_worker(settings, log)
             try:
                 asyncio.run(produce(settings, events()))
                 recover.start()

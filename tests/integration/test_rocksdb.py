@@ -49,7 +49,7 @@ def test_the_stories_on_the_rocksdb_store(
     )
     asyncio.run(topics.ensure_topics(settings))
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = start_worker(settings, log)  # type: ignore[arg-type]
+        worker = start_worker(settings, log)
         try:
             decisions, _ = asyncio.run(
                 feed_and_settle(settings, [STORIES], 90, lambda: worker.poll() is None)
@@ -85,7 +85,7 @@ def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
     first, second = settings_in(tmp_path / "first"), settings_in(tmp_path / "second")
     asyncio.run(topics.ensure_topics(first))
     with (tmp_path / "first.log").open("wb") as log:
-        worker = start_worker(first, log)  # type: ignore[arg-type]
+        worker = start_worker(first, log)
         try:
             account_events = first.topic(topics.ACCOUNT_EVENTS)
             asyncio.run(produce_lines(broker.bootstrap, account_events, read_lines(STORIES)))
@@ -95,7 +95,7 @@ def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
     until = horizon([STORIES])
     assert until is not None
     with (tmp_path / "second.log").open("wb") as log:
-        worker = start_worker(second, log)  # type: ignore[arg-type]
+        worker = start_worker(second, log)
         try:
             asyncio.run(advance_clock(second, until))
             decisions, _ = asyncio.run(settle(second, 90, lambda: worker.poll() is None))

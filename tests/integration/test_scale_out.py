@@ -64,9 +64,9 @@ def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one:
 
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     with logs[0].open("wb") as log_a, logs[1].open("wb") as log_b:
-        a = start_worker(settings, log_a)  # type: ignore[arg-type]
+        a = start_worker(settings, log_a)
         b_settings = settings.model_copy(update={"web_port": free_port()})
-        b = start_worker(b_settings, log_b)  # type: ignore[arg-type]
+        b = start_worker(b_settings, log_b)
         try:
             both = lambda: a.poll() is None and b.poll() is None  # noqa: E731
             mixed = lines if stop_one else with_bad_input(lines)

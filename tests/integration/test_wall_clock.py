@@ -76,7 +76,7 @@ def test_a_step_one_minute_out_fires_on_time_on_the_wall_clock(
         "data": {"reason": "card used in two countries"},
     }
     with (tmp_path / "worker.log").open("wb") as log:
-        worker = start_worker(settings, log)  # type: ignore[arg-type]
+        worker = start_worker(settings, log)
         try:
             lines = [json.dumps(profile), json.dumps(fraud)]
             asyncio.run(
