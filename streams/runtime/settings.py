@@ -1,17 +1,17 @@
-"""Worker settings, read from the environment (``CLARION_*``) and validated.
+"""Worker settings, read from the environment (``CLARION_*``) by pydantic-settings.
 
 Secrets and addresses come only from the environment; a wrong value stops the
-worker at start-up with the variable's name, not later with a stack trace.
+worker at start-up with the variable's name, not later with a stack trace
+(`Settings.from_env` turns pydantic's error into a `SettingsError` that names it).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "CLARION_"
 SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
@@ -26,8 +26,12 @@ class BrokerUnreachable(RuntimeError):
     """No connection to the configured broker: down, wrong address, or refused credentials."""
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Settings(BaseSettings):
+    """Every field is read from ``CLARION_<FIELD>``; an empty variable counts as unset."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="forbid"
+    )
 
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092", description="host:port[,host:port...] of any Kafka cluster"
@@ -243,17 +247,11 @@ class Settings(BaseModel):
         return self.app_id if role == "intake" else f"{self.app_id}-dispatch"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read ``CLARION_<FIELD>`` variables; explicit overrides win over the environment."""
-        source = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            var = PREFIX + name.upper()
-            if var in source and source[var] != "":
-                values[name] = source[var]
-        values.update(overrides)
+    def from_env(cls, **overrides: Any) -> Settings:
+        """The environment's settings; explicit overrides win over it. `SettingsError` names
+        each variable that is wrong, and never shows a secret's value."""
         try:
-            return cls.model_validate(values)
+            return cls(**overrides)
         except ValidationError as exc:
             lines = []
             for err in exc.errors(include_url=False):

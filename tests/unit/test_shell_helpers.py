@@ -36,22 +36,58 @@ def test_logs_never_show_a_contact_point(capsys: pytest.CaptureFixture[str]) -> 
     assert "3125550101" not in json.dumps(line) and "ana@" not in json.dumps(line)
 
 
-def test_settings_from_environment() -> None:
-    s = Settings.from_env(
-        {
-            "CLARION_KAFKA_BOOTSTRAP": "kafka-1:9092,kafka-2:9092",
-            "CLARION_PARTITIONS": "12",
-            "CLARION_TOPIC_PREFIX": "bank.",
-        }
-    )
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLARION_KAFKA_BOOTSTRAP", "kafka-1:9092,kafka-2:9092")
+    monkeypatch.setenv("CLARION_PARTITIONS", "12")
+    monkeypatch.setenv("CLARION_TOPIC_PREFIX", "bank.")
+    monkeypatch.setenv("CLARION_API_KEYS", "k1,k2")
+    monkeypatch.setenv("CLARION_STORE", "")  # empty counts as unset
+    s = Settings.from_env(role="intake")
     assert s.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
     assert s.partitions == 12
     assert s.topic("decisions") == "bank.decisions"
+    assert s.role == "intake" and s.store == "memory://"
+    assert s.api_keys is not None and s.api_keys.get_secret_value() == "k1,k2"
+    assert "k1" not in repr(s)
 
 
-def test_a_bad_setting_names_the_variable() -> None:
+def test_a_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLARION_PARTITIONS", "many")
     with pytest.raises(SettingsError, match="CLARION_PARTITIONS"):
-        Settings.from_env({"CLARION_PARTITIONS": "many"})
+        Settings.from_env()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CLARION_PARTITIONS": "many"}, "CLARION_PARTITIONS: Input should be a valid integer"),
+        ({"CLARION_ROLE": "both"}, "CLARION_ROLE: Input should be 'all', 'intake' or 'dispatch'"),
+        (
+            {"CLARION_CHANNEL_EMAIL": "sendgrid", "CLARION_SENDGRID_API_KEY": "SG.secret"},
+            "missing for the configured channels: CLARION_SENDGRID_FROM_EMAIL",
+        ),
+        (
+            {"CLARION_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CLARION_KAFKA_SASL_PASSWORD": "pw"},
+            "CLARION_KAFKA_SASL_USERNAME is required with SASL_SSL",
+        ),
+    ],
+)
+def test_the_worker_stops_on_a_bad_or_missing_variable_naming_it(
+    env: dict[str, str],
+    named: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`clarion worker` exits 2 before it connects: one line per problem, no stack trace."""
+    from streams.cli.main import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert named in err
+    assert "Traceback" not in err
+    assert "SG.secret" not in err and "pw" not in err.replace("password", "")
 
 
 def request(
