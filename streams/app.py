@@ -77,7 +77,7 @@ def create_app(
     return app
 
 
-def _faust_app(settings: Settings) -> faust.App:
+def _faust_app(settings: Settings) -> ClarionApp:
     return ClarionApp(
         settings.group(),
         changelog_prefix=settings.app_id,
@@ -92,6 +92,7 @@ def _faust_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_commit_interval=settings.commit_interval_s,
+        producer_max_request_size=settings.producer_max_request_bytes,
         web_host=settings.web_host,
         web_port=settings.web_port,
         # Built-in pages off: /table would serve customer data to anyone on the port.

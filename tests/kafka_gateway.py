@@ -14,6 +14,13 @@ refuses any other request before them, and checks the password. After
 that it only copies bytes. The clients on the other side are the real ones:
 aiokafka and Faust, configured by `streams.runtime.security`.
 
+With `refuse_produce_to`, the gateway also stands in for a broker whose ACLs
+deny writes to some topics: it relays frame by frame, and answers a Produce
+request that writes to one of them with TOPIC_AUTHORIZATION_FAILED for every
+partition of the request, in turn with the broker's answers (the hole a bank's
+cluster has when the dead-letter topic's ACL was forgotten). The requests and
+answers are read and written with aiokafka's own protocol classes.
+
 `Pki` makes the certificates with `cryptography`.
 """
 
@@ -32,12 +39,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka.protocol import produce
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-_API_VERSIONS, _SASL_HANDSHAKE, _SASL_AUTHENTICATE = 18, 17, 36
+_PRODUCE, _API_VERSIONS, _SASL_HANDSHAKE, _SASL_AUTHENTICATE = 0, 18, 17, 36
+_TOPIC_AUTHORIZATION_FAILED = 29
 _UNSUPPORTED_SASL_MECHANISM, _SASL_AUTHENTICATION_FAILED, _ILLEGAL_SASL_STATE = 33, 58, 34
 
 
@@ -119,9 +128,14 @@ class KafkaGateway:
         *,
         tls: ssl.SSLContext | None,
         users: dict[str, str] | None = None,
+        refuse_produce_to: frozenset[str] = frozenset(),
     ) -> None:
         self.port, self._upstream, self._tls = port, upstream_port, tls
         self.users = users
+        self.refuse_produce_to = refuse_produce_to
+        """Topics a Produce request may not write to (TOPIC_AUTHORIZATION_FAILED)."""
+        self.refused_produce: list[str] = []
+        """The topics of every Produce request refused, in order."""
         """Who may connect, by password (SASL/PLAIN); None: no SASL, TLS only."""
         self.authenticated: list[str] = []
         """The user of every connection that passed SASL, in order."""
@@ -163,7 +177,10 @@ class KafkaGateway:
         self._open |= {client_out, up_out}
         try:
             if self.users is None or await self._authenticate(client_in, client_out, up_in, up_out):
-                await asyncio.gather(_copy(client_in, up_out), _copy(up_in, client_out))
+                if self.refuse_produce_to:
+                    await self._relay(client_in, client_out, up_in, up_out)
+                else:
+                    await asyncio.gather(_copy(client_in, up_out), _copy(up_in, client_out))
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
@@ -218,6 +235,59 @@ class KafkaGateway:
                 self.refused.append(f"request {api_key} before SASL authentication")
                 return False
             await client_out.drain()
+
+    async def _relay(
+        self,
+        client_in: asyncio.StreamReader,
+        client_out: asyncio.StreamWriter,
+        up_in: asyncio.StreamReader,
+        up_out: asyncio.StreamWriter,
+    ) -> None:
+        """Request by request; an answer made here waits its turn behind the broker's."""
+        answers: asyncio.Queue[bytes | None] = asyncio.Queue()  # None: the broker answers
+
+        async def requests() -> None:
+            while True:
+                frame = await _read_frame(client_in)
+                refusal = self._refusal(frame)
+                if refusal is not None:
+                    await answers.put(refusal)
+                    continue
+                if not _unanswered(frame):
+                    await answers.put(None)
+                up_out.write(_framed(frame))
+                await up_out.drain()
+
+        async def responses() -> None:
+            while True:
+                answer = await answers.get()
+                client_out.write(
+                    _framed(answer if answer is not None else await _read_frame(up_in))
+                )
+                await client_out.drain()
+
+        await asyncio.gather(requests(), responses())
+
+    def _refusal(self, frame: bytes) -> bytes | None:
+        """The answer to a Produce request that writes to a refused topic; else None."""
+        api_key, version, correlation = struct.unpack(">hhi", frame[:8])
+        if api_key != _PRODUCE:
+            return None
+        struct_type = getattr(produce, f"ProduceRequest_v{version}")
+        request = struct_type.decode(frame[_after_client_id(frame) :])
+        written = [topic for topic, _ in request.topics]
+        if not self.refuse_produce_to.intersection(written):
+            return None
+        self.refused_produce.append(",".join(written))
+        extra = 0 if version < 2 else 1 if version < 5 else 2  # timestamp, log start offset
+        partitions = {
+            topic: [(p, _TOPIC_AUTHORIZATION_FAILED, -1, *([-1] * extra)) for p, _ in parts]
+            for topic, parts in request.topics
+        }
+        response_type = struct_type.RESPONSE_TYPE
+        fields = [list(partitions.items())] + ([0] if version >= 1 else [])  # throttle time
+        answer = response_type(*fields)
+        return struct.pack(">i", correlation) + answer.encode()
 
 
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -290,6 +360,19 @@ async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 async def _read_frame(reader: asyncio.StreamReader) -> bytes:
     (size,) = struct.unpack(">i", await reader.readexactly(4))
     return await reader.readexactly(size)
+
+
+def _unanswered(frame: bytes) -> bool:
+    """A Produce request with acks=0: the broker sends nothing back."""
+    api_key, version = struct.unpack(">hh", frame[:4])
+    if api_key != _PRODUCE:
+        return False
+    at = _after_client_id(frame)
+    if version >= 3:  # after the transactional id
+        (size,) = struct.unpack(">h", frame[at : at + 2])
+        at += 2 + max(size, 0)
+    (acks,) = struct.unpack(">h", frame[at : at + 2])
+    return acks == 0
 
 
 def _framed(body: bytes) -> bytes:

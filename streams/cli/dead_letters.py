@@ -7,6 +7,11 @@ to the customer's partition), a state the broker would not save
 (`internal_error`), a schema version a newer worker now reads. For those,
 sending the original again is the repair, and intake's dedupe and the
 deterministic notification ids make a second replay harmless.
+
+A letter too large to keep whole (`truncated`) points to its original: the
+replay reads it back from its topic, partition and offset, checks it against
+the letter's SHA-256, and sends that. One the broker no longer holds is named
+and skipped.
 """
 
 from __future__ import annotations
@@ -33,13 +38,39 @@ async def read_letters(settings: Settings, code: str | None = None) -> list[Dead
     return [letter for letter in letters if code is None or letter.code == code]
 
 
-async def send_again(settings: Settings, letters: list[DeadLetter]) -> int:
-    """Each letter's original key and bytes to its original topic, partitioned by the key."""
+async def send_again(settings: Settings, letters: list[DeadLetter]) -> tuple[int, list[str]]:
+    """Each letter's original key and bytes to its original topic, partitioned by the key.
+
+    Returns how many were sent, and why each of the others could not be."""
+    originals, missing = await _originals(settings, letters)
     async with topics.connected(settings, AIOKafkaProducer) as producer:
-        for letter in letters:
-            await producer.send(letter.topic, letter.original_value(), key=letter.original_key())
+        for key, value, topic in originals:
+            await producer.send(topic, value, key=key)
         await producer.flush()
-    return len(letters)
+    return len(originals), missing
+
+
+async def _originals(
+    settings: Settings, letters: list[DeadLetter]
+) -> tuple[list[tuple[bytes | None, bytes, str]], list[str]]:
+    """(key, value, topic) of each letter's original: from the letter, or read back."""
+    found: list[tuple[bytes | None, bytes, str]] = []
+    missing: list[str] = []
+    whole = [letter for letter in letters if not letter.truncated]
+    found += [(letter.original_key(), letter.original_value(), letter.topic) for letter in whole]
+    cut = [letter for letter in letters if letter.truncated]
+    if not cut:
+        return found, missing
+    async with topics.connected(settings, AIOKafkaConsumer) as consumer:
+        for letter in cut:
+            where = f"{letter.topic}[{letter.partition}]@{letter.offset}"
+            tp = TopicPartition(letter.topic, letter.partition)
+            record = await topics.read_at(consumer, tp, letter.offset)
+            if record is None or not letter.matches(record[1]):
+                missing.append(f"{where}: the broker no longer holds the original")
+                continue
+            found.append((record[0], record[1], letter.topic))
+    return found, missing
 
 
 def summary(letters: list[DeadLetter]) -> str:

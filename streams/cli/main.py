@@ -68,9 +68,11 @@ def _dead_letters(args: argparse.Namespace) -> int:
     if not args.replay:
         sys.stdout.write(dead_letters.summary(found))
         return 0
-    sent = asyncio.run(dead_letters.send_again(settings, found))
+    sent, missing = asyncio.run(dead_letters.send_again(settings, found))
     print(f"sent {sent} {args.code} dead letters again")
-    return 0
+    for why in missing:
+        print(f"clarion dead-letters: not sent: {why}", file=sys.stderr)
+    return 1 if missing else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -45,37 +45,47 @@ def install(
 
     @app.agent(out.topic(topics.NOTIFICATIONS_OUTBOUND), name="dispatch", concurrency=1)
     async def dispatch(stream: faust.StreamT[bytes]) -> None:
-        """Batches of requests, so provider calls overlap."""
-        async for events in stream.take_events(settings.dispatch_concurrency, within=0.05):  # type: ignore[attr-defined]  # faust's StreamT omits it
-            batch: list[tuple[faust.EventT[bytes], Attempt]] = []
-            for event in events:
-                try:
-                    value = event.message.value or b""
-                    batch.append((event, Attempt(NotificationRequest.model_validate_json(value))))
-                except ValidationError as exc:
-                    enter(event)
-                    await out.dead_letter(event, "invalid_notification", str(exc))
-            await _run_batch(dispatcher, out, batch, park=True)
+        await out.guard.run_agent("dispatch", _dispatch(stream, settings, dispatcher, out))
 
     @app.agent(out.topic(topics.NOTIFICATION_RETRIES), name="retry", concurrency=1)
     async def retry(stream: faust.StreamT[bytes]) -> None:
-        """Each retry when it is due: in partition order, so one waits behind another."""
-        async for event in stream.events():
-            try:
-                item = Attempt.from_json(event.message.value or b"")
-            except (ValidationError, ValueError, KeyError, TypeError) as exc:
-                await out.dead_letter(event, "invalid_notification", f"not a retry: {exc}")
-                continue
-            if item.not_before is not None:
-                wait = (item.not_before - datetime.now(UTC)).total_seconds()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            await _run_batch(dispatcher, out, [(event, item)], park=False)
+        await out.guard.run_agent("retry", _retry(stream, dispatcher, out))
 
     @app.service
     class _CloseChannels(faust.Service):
         async def on_stop(self) -> None:
             await channels.close()
+
+
+async def _dispatch(
+    stream: faust.StreamT[bytes], settings: Settings, dispatcher: Dispatcher, out: Outlets
+) -> None:
+    """Batches of requests, so provider calls overlap."""
+    async for events in stream.take_events(settings.dispatch_concurrency, within=0.05):  # type: ignore[attr-defined]  # faust's StreamT omits it
+        batch: list[tuple[faust.EventT[bytes], Attempt]] = []
+        for event in events:
+            try:
+                value = event.message.value or b""
+                batch.append((event, Attempt(NotificationRequest.model_validate_json(value))))
+            except ValidationError as exc:
+                enter(event)
+                await out.dead_letter(event, "invalid_notification", str(exc))
+        await _run_batch(dispatcher, out, batch, park=True)
+
+
+async def _retry(stream: faust.StreamT[bytes], dispatcher: Dispatcher, out: Outlets) -> None:
+    """Each retry when it is due: in partition order, so one waits behind another."""
+    async for event in stream.events():
+        try:
+            item = Attempt.from_json(event.message.value or b"")
+        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+            await out.dead_letter(event, "invalid_notification", f"not a retry: {exc}")
+            continue
+        if item.not_before is not None:
+            wait = (item.not_before - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        await _run_batch(dispatcher, out, [(event, item)], park=False)
 
 
 def _dispatcher(
@@ -91,7 +101,7 @@ def _dispatcher(
     retries_name = settings.topic(topics.NOTIFICATION_RETRIES)
     receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
     dispatched = transport.table(app, "dispatched-ids", partitions=settings.partitions)
-    mark_sms = replies.install(app, settings, out.produce, out.dead_letter, enter)
+    mark_sms = replies.install(app, settings, out)
 
     async def send_retry(item: Attempt) -> None:
         await out.produce(retries_name, item.request.customer_id.encode(), item.to_json())

@@ -32,6 +32,7 @@ import structlog
 from channels.twilio_inbound import keyword
 from schemas.notifications import NotificationRequest
 from streams.kafka import topics, transport
+from streams.kafka.outlets import Outlets, enter
 from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -128,13 +129,10 @@ def resolve(
 
 
 def install(
-    app: faust.App,
-    settings: Settings,
-    produce: Callable[[str, bytes, bytes], Awaitable[None]],
-    dead_letter: Callable[[faust.EventT[bytes], Any, str], Awaitable[None]],
-    enter: Callable[[faust.EventT[bytes]], None],
+    app: faust.App, settings: Settings, out: Outlets
 ) -> Callable[[NotificationRequest], Awaitable[None]]:
     """The `sms-replies` agent; returns what the dispatcher calls for each SMS Twilio took."""
+    produce, dead_letter = out.produce, out.dead_letter
     conversations = app.topic(
         settings.topic(topics.SMS_CONVERSATIONS),
         key_serializer="raw",
@@ -146,6 +144,9 @@ def install(
 
     @app.agent(conversations, name="sms-replies", concurrency=1)
     async def sms_replies(stream: faust.StreamT[bytes]) -> None:
+        await out.guard.run_agent("sms-replies", resolve_replies(stream))
+
+    async def resolve_replies(stream: faust.StreamT[bytes]) -> None:
         """Batches: each number's entry is read and written once per batch, not per message."""
         async for events in stream.take_events(500, within=0.01):  # type: ignore[attr-defined]  # faust's StreamT omits it
             changed: dict[str, tuple[dict[str, Any], faust.EventT[bytes]]] = {}

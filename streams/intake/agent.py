@@ -228,7 +228,7 @@ def install(app: faust.App, settings: Settings, policy: PolicySet, out: Outlets)
 
     @app.agent(inputs, name="intake", concurrency=1)
     async def intake_agent(stream: faust.StreamT[bytes]) -> None:
-        await intake.run(stream)
+        await out.guard.run_agent("intake", intake.run(stream))
 
     return intake
 

@@ -21,18 +21,20 @@ import structlog
 from schemas.dead_letters import DeadLetter, RejectCode
 from schemas.decisions import Decision
 from streams.kafka import topics
+from streams.kafka.guard import Guard
+from streams.kafka.transport import ClarionApp
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-Produce = Callable[[str, bytes, bytes], Awaitable[None]]
+Produce = Callable[[str, bytes | None, bytes], Awaitable[None]]
 DeadLetterSink = Callable[[faust.EventT[bytes], RejectCode, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Outlets:
-    """What both roles' agents write to, and the counters they keep."""
+    """What both roles' agents write to, the counters they keep, and their guard."""
 
     topic: Callable[[str], faust.TopicT]
     """A topic of the app by its short name (the prefix added), keys and values raw bytes."""
@@ -40,9 +42,10 @@ class Outlets:
     record: Callable[[Decision], Awaitable[None]]
     dead_letter: DeadLetterSink
     metrics: Metrics
+    guard: Guard
 
 
-def outlets(app: faust.App, settings: Settings, metrics: Metrics) -> Outlets:
+def outlets(app: ClarionApp, settings: Settings, metrics: Metrics) -> Outlets:
     def topic(name: str) -> faust.TopicT:
         return app.topic(
             settings.topic(name),
@@ -51,14 +54,15 @@ def outlets(app: faust.App, settings: Settings, metrics: Metrics) -> Outlets:
             partitions=settings.partitions,
         )
 
-    dead_letters = topic(topics.DEAD_LETTERS)
+    dead_letters_name = settings.topic(topics.DEAD_LETTERS)
     decisions_name = settings.topic(topics.DECISIONS)
     agent_tasks_name = settings.topic(topics.AGENT_TASKS)
 
-    async def produce(topic_name: str, key: bytes, value: bytes) -> None:
+    async def produce(topic_name: str, key: bytes | None, value: bytes) -> None:
         """Straight to the producer: `Topic.send`'s per-message machinery cost more than
-        the rest of an input together (the topics exist; ensure_topics made them)."""
-        await app.producer.send(topic_name, key, value, None, None, None)
+        the rest of an input together (the topics exist; ensure_topics made them). The
+        guard follows the delivery: a record the broker refuses halts the worker."""
+        app.guard.watch(await app.producer.send(topic_name, key, value, None, None, None))
 
     async def record(decision: Decision) -> None:
         value = decision.model_dump_json().encode()
@@ -69,17 +73,18 @@ def outlets(app: faust.App, settings: Settings, metrics: Metrics) -> Outlets:
 
     async def dead_letter(event: faust.EventT[bytes], code: RejectCode, reason: str) -> None:
         msg = event.message
-        letter = DeadLetter(
+        letter = DeadLetter.of(
             code=code,
             reason=reason,
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
-            key_b64=DeadLetter.encode(msg.key),
-            value_b64=DeadLetter.encode(msg.value) or "",
+            key=msg.key,
+            value=msg.value,
             received_at=datetime.now(UTC),
+            whole_max_bytes=settings.dead_letter_max_bytes,
         )
-        await dead_letters.send(key=msg.key, value=letter.model_dump_json().encode())
+        await produce(dead_letters_name, letter.kept_key(), letter.model_dump_json().encode())
         metrics.dead_letters.inc(code)
         log.warning(
             "input.dead_lettered",
@@ -90,7 +95,7 @@ def outlets(app: faust.App, settings: Settings, metrics: Metrics) -> Outlets:
             offset=msg.offset,
         )
 
-    return Outlets(topic, produce, record, dead_letter, metrics)
+    return Outlets(topic, produce, record, dead_letter, metrics, app.guard)
 
 
 def enter(event: faust.EventT[bytes]) -> None:

@@ -282,6 +282,23 @@ async def read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes
         await consumer.stop()
 
 
+async def read_at(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, timeout_s: float = 10.0
+) -> tuple[bytes | None, bytes] | None:
+    """The (key, value) at one offset, with a started consumer this assigns; None when the
+    partition no longer holds it (retention, compaction) or it cannot be read in time."""
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        batch = await consumer.getmany(tp, timeout_ms=500, max_records=1)
+        for message in batch.get(tp, []):
+            if message.offset == offset and message.value is not None:
+                return message.key, message.value
+            return None  # past it: the offset is gone
+    return None
+
+
 async def read_to_end(
     consumer: AIOKafkaConsumer,
     bootstrap: str,

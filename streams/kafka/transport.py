@@ -66,12 +66,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust import stores
+from faust.exceptions import ProducerSendError
 from faust.stores import memory, rocksdb
 from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as driver
@@ -79,6 +80,7 @@ from faust.types import TP, TransportT
 from mode.services import WaitResults
 
 from streams.kafka.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
+from streams.kafka.guard import Guard
 from streams.kafka.handoff import CutShort, FlowSuspended, FlowWait
 from streams.kafka.topics import read_past
 from streams.runtime.security import client_options
@@ -96,6 +98,8 @@ class ClarionApp(faust.App):
     ) -> None:
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self.changelog_prefix = changelog_prefix
+        self.guard = Guard()
+        """Halts the worker on an agent's crash or a refused write (kafka/guard.py)."""
         super().__init__(*args, Table=ClarionTable, **kwargs)
 
     def _new_transport(self) -> TransportT:
@@ -197,6 +201,25 @@ class _Consumer(driver.Consumer):
             return WaitResults([], [], True)
         finished, result = await self._delivery.run(callback)
         return WaitResults([callback], [result], False) if finished else WaitResults([], [], True)
+
+    async def _commit_tps(self, tps: Iterable[TP], start_new_transaction: bool) -> bool:
+        """Faust's commit, but only of offsets whose inputs' outputs were all delivered.
+
+        The offsets are taken first, then every record produced so far must be
+        delivered (`Guard.settled`); a halted worker commits nothing (kafka/guard.py).
+        """
+        offsets = self._filter_committable_offsets(tps)
+        if not offsets or not await cast(ClarionApp, self.app).guard.settled():
+            return False
+        try:
+            await self._handle_attached(offsets)
+        except ProducerSendError as exc:
+            await self.crash(exc)
+            return False
+        committed: bool = await self._commit_offsets(
+            offsets, start_new_transaction=start_new_transaction
+        )
+        return committed
 
     def stop_flow(self) -> None:
         super().stop_flow()

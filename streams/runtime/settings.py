@@ -14,6 +14,9 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "CLARION_"
+DEAD_LETTER_OVERHEAD = 16 * 1024
+"""More than a dead letter needs beside its input: a reason of 1,000 characters, a key
+of 1 KiB, both in JSON and base64, the pointers and the record's own framing."""
 SSL_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 """The settings that name TLS files (checked to exist when the worker starts)."""
 
@@ -76,7 +79,21 @@ class Settings(BaseSettings):
     store: str = Field(default="memory://", description="memory:// or rocksdb://")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
-    max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_message_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="a larger input is refused as too_large"
+    )
+    producer_max_request_bytes: int = Field(
+        default=1_000_000,
+        ge=64 * 1024,
+        description="the largest request the worker's producer sends (Faust's default); "
+        "keep it at or under the brokers' message.max.bytes",
+    )
+    dead_letter_max_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="the largest input a dead letter keeps whole; above it, the first 4 KiB, "
+        "the length, the SHA-256 and where the original is",
+    )
     dedupe_window_hours: float = Field(
         default=72.0, gt=0, description="how long an event id is remembered after it was seen"
     )
@@ -203,6 +220,18 @@ class Settings(BaseSettings):
         missing = [PREFIX + n.upper() for n in needed if not getattr(self, n)]
         if missing:
             raise ValueError(f"missing for the configured channels: {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _dead_letters_fit(self) -> Settings:
+        """A dead letter (its input in base64, the reason, the pointers) must fit a request."""
+        largest = self.dead_letter_max_bytes * 4 // 3 + DEAD_LETTER_OVERHEAD
+        if largest > self.producer_max_request_bytes:
+            raise ValueError(
+                f"{PREFIX}DEAD_LETTER_MAX_BYTES ({self.dead_letter_max_bytes}) is too large for "
+                f"{PREFIX}PRODUCER_MAX_REQUEST_BYTES ({self.producer_max_request_bytes}): a dead "
+                f"letter keeps its input in base64 (4/3 of it) plus {DEAD_LETTER_OVERHEAD} bytes"
+            )
         return self
 
     @model_validator(mode="after")

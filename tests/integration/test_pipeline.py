@@ -275,7 +275,8 @@ def test_health_and_readiness_and_no_table_page(settings: Settings, worker: obje
             break
         time.sleep(0.2)
     assert status[0] == 200 and status[1] and status[1]["ready"] is True
-    assert get("/health") == (200, {"status": "ok"})
+    assert get("/health") == get("/live") == (200, {"status": "ok"})
+    assert status[1]["halted"] is None
     assert get("/table/customers")[0] == 404  # customer data is never served
     # Without their secrets, the API and the page say so rather than serve anything.
     assert get("/api/v1/customers/C-1001/preferences") == (
