@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, create_model
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, create_model
 
 from schemas.customer import ConsentChange, Preferences, Profile, Reply
-from schemas.types import Currency, Identifier, Money
+from schemas.types import Currency, CustomerId, Identifier, Instant, Money
 
 SCHEMA_VERSION = 1
 """The highest envelope version this code understands."""
@@ -126,8 +126,8 @@ class Event(BaseModel):
     event_id: Identifier
     type: str
     schema_version: Literal[1] = 1
-    occurred_at: AwareDatetime
-    customer_id: Identifier
+    occurred_at: Instant
+    customer_id: CustomerId
     account_id: Identifier | None = None
     source: str = Field(min_length=1)
     data: BaseModel

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,20 @@ from schemas.dead_letters import RejectCode
 from schemas.events import EVENT_TYPES, SCHEMA_VERSION, Event, event_from_dict
 
 DEFAULT_MAX_BYTES = 64 * 1024
+MAX_DEPTH = 16
+"""Objects and arrays nested deeper are refused (`too_deep`): the envelope is 1, its `data`
+2, a profile's contacts 4. Stored state must read back, and pydantic's reader has a limit."""
+MAX_TEXT_CHARS = 8192
+"""A longer string (a merchant name, a reply, a key) is refused (`too_large`)."""
+MAX_INTEGER_DIGITS = 15
+"""Integers of more digits are refused (`number_out_of_range`): JSON readers in other
+languages lose precision past 2**53, and Python refuses to read 4,300 digits."""
+
+_FORBIDDEN_TEXT = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+)
+"""Control characters (tab, line feed and carriage return allowed), lone surrogates (they
+cannot be written as UTF-8), and the bidirectional overrides that make text read otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +50,12 @@ def check_event(
     """
     if len(raw) > max_bytes:
         return Rejection("too_large", f"message is {len(raw)} bytes; the limit is {max_bytes}")
-    try:
-        obj = json.loads(raw)
-    except UnicodeDecodeError as exc:
-        return Rejection("invalid_json", f"not UTF-8 text: {exc.reason} at byte {exc.start}")
-    except json.JSONDecodeError as exc:
-        return Rejection(
-            "invalid_json", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        )
+    obj = read_json(raw)
+    if isinstance(obj, Rejection):
+        return obj
+    problem = scan(obj)
+    if problem is not None:
+        return problem
     if not isinstance(obj, dict):
         return Rejection(
             "not_an_object", f"an event is a JSON object, got a JSON {_json_kind(obj)}"
@@ -72,6 +86,99 @@ def check_event(
     return event
 
 
+class _OutOfRange(ValueError):
+    pass
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise _OutOfRange(f"an integer of {len(text.lstrip('-'))} digits")
+    return int(text)
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _OutOfRange(f"{text[:20]} overflows a 64-bit float")
+    return value
+
+
+def _constant(text: str) -> float:
+    raise _OutOfRange(f"{text} is not JSON")
+
+
+def read_json(raw: bytes) -> Any:
+    """The parsed JSON, or a refusal a producer can act on (never an exception's text)."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return Rejection("invalid_json", "starts with a byte-order mark; send UTF-8 without one")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(
+            "invalid_json", f"not UTF-8 text (byte {exc.start}); send JSON encoded as UTF-8"
+        )
+    try:
+        return json.loads(text, parse_int=_integer, parse_float=_number, parse_constant=_constant)
+    except _OutOfRange as exc:
+        return Rejection(
+            "number_out_of_range",
+            f"{exc}: numbers must be finite and integers at most {MAX_INTEGER_DIGITS} digits; "
+            "send amounts as decimal strings",
+        )
+    except RecursionError:
+        return Rejection("too_deep", f"nested deeper than {MAX_DEPTH} objects and arrays")
+    except json.JSONDecodeError as exc:
+        return Rejection(
+            "invalid_json", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        )
+
+
+def scan(obj: Any) -> Rejection | None:
+    """Depth, text length and characters of every value and key, before any model reads it.
+
+    Free-form fields (`data` keeps unknown fields) are stored with the customer's state,
+    so what is accepted here must read back later."""
+    todo: list[tuple[Any, int, str]] = [(obj, 1, "")]
+    while todo:
+        value, depth, where = todo.pop()
+        if isinstance(value, str):
+            problem = _text(value, where)
+            if problem is not None:
+                return problem
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            return Rejection(
+                "too_deep", f"{where or '(event)'}: nested deeper than {MAX_DEPTH} levels"
+            )
+        if isinstance(value, list):
+            todo += [(item, depth + 1, f"{where}[{n}]") for n, item in enumerate(value)]
+            continue
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else key
+            problem = _text(key, f"{path} (a key)")
+            if problem is not None:
+                return problem
+            todo.append((item, depth + 1, path))
+    return None
+
+
+def _text(value: str, where: str) -> Rejection | None:
+    if len(value) > MAX_TEXT_CHARS:
+        return Rejection(
+            "too_large", f"{where}: {len(value)} characters; the limit is {MAX_TEXT_CHARS}"
+        )
+    bad = _FORBIDDEN_TEXT.search(value)
+    if bad is not None:
+        return Rejection(
+            "invalid_text",
+            f"{where}: character U+{ord(bad.group()):04X} at {bad.start()} is not allowed "
+            "(control characters, lone surrogates and direction overrides are refused)",
+        )
+    return None
+
+
 def _check_type_and_version(obj: dict[str, Any]) -> Rejection | None:
     version = obj.get("schema_version", SCHEMA_VERSION)
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
@@ -90,6 +197,19 @@ def _check_type_and_version(obj: dict[str, Any]) -> Rejection | None:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return Rejection("unknown_type", f"unknown event type {kind!r}{hint}")
     return None
+
+
+def field_errors(exc: ValidationError) -> str:
+    """A model's validation errors as `field: problem (got value)` sentences, no internals."""
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
+        if err["type"] == "missing":
+            parts.append(f"{loc}: field required")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg} (got {_short(err.get('input'))})")
+    return "; ".join(parts)
 
 
 def _explain(exc: ValidationError) -> Rejection:

@@ -8,11 +8,12 @@ the zone database so a typo is an error at the door and not a wrong contact hour
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
 
 _MONEY_RE = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
 
@@ -64,3 +65,44 @@ Channel = Literal["sms", "email", "voice"]
 CHANNELS: tuple[Channel, ...] = ("sms", "email", "voice")
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+"""A customer id: letters, digits and . _ : - (what fits a URL path and a Kafka key as is),
+the same at intake, in the preferences API and on the page."""
+
+CustomerId = Annotated[
+    str, Field(pattern=CUSTOMER_ID_PATTERN, description="letters, digits and . _ : -, 1-128")
+]
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""Instants outside these are refused: a ladder adds days to them, and a year near 9999
+(or 0001 with an offset) would overflow once converted to UTC."""
+
+
+def _instant_text(value: Any) -> Any:
+    if isinstance(value, int | float):  # bool included: never an instant
+        raise ValueError(
+            "must be an ISO-8601 string with a time zone (2026-11-20T09:00:00Z), not a number"
+        )
+    return value
+
+
+def _instant_range(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise ValueError("must be between 1970-01-01 and 9000-01-01 once converted to UTC")
+    return value
+
+
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(_instant_text),
+    AfterValidator(_instant_range),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""An instant a producer sends: an ISO-8601 string with an offset, in a range the engine
+can add days to."""

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from channels.base import Message, SendResult
 from channels.router import ChannelRouter
 from channels.templates import Templates
+from schemas.intake import field_errors
 from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams.dispatch import replies
 from streams.dispatch.calls import LiveCalls
@@ -69,7 +70,7 @@ async def _dispatch(
                 batch.append((event, Attempt(NotificationRequest.model_validate_json(value))))
             except ValidationError as exc:
                 enter(event)
-                await out.dead_letter(event, "invalid_notification", str(exc))
+                await out.dead_letter(event, "invalid_notification", field_errors(exc))
         await _run_batch(dispatcher, out, batch, park=True)
 
 
@@ -79,7 +80,10 @@ async def _retry(stream: faust.StreamT[bytes], dispatcher: Dispatcher, out: Outl
         try:
             item = Attempt.from_json(event.message.value or b"")
         except (ValidationError, ValueError, KeyError, TypeError) as exc:
-            await out.dead_letter(event, "invalid_notification", f"not a retry: {exc}")
+            reason = "not a retry: " + (
+                field_errors(exc) if isinstance(exc, ValidationError) else "not its JSON shape"
+            )
+            await out.dead_letter(event, "invalid_notification", reason)
             continue
         if item.not_before is not None:
             wait = (item.not_before - datetime.now(UTC)).total_seconds()

@@ -32,7 +32,7 @@ import structlog
 from channels.twilio_inbound import keyword
 from schemas.notifications import NotificationRequest
 from streams.kafka import topics, transport
-from streams.kafka.outlets import Outlets, enter
+from streams.kafka.outlets import Outlets, describe, enter
 from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -155,14 +155,16 @@ def install(
                 try:
                     await handle(event, changed)
                 except Exception as exc:  # never let Faust ack what we did not handle
-                    reason = f"not an SMS mark or reply: {exc!r}"
+                    missing = f" (no {exc})" if isinstance(exc, KeyError) else ""
+                    reason = f"not an SMS mark or reply{missing}"
                     await dead_letter(event, "invalid_reply", reason)
             for number, (value, event) in changed.items():
                 enter(event)
                 try:
                     await numbers.write(number, value)
                 except Exception as exc:
-                    await dead_letter(event, "internal_error", f"number table not saved: {exc!r}")
+                    reason = describe(exc, "saving the number's conversation")
+                    await dead_letter(event, "internal_error", reason)
 
     async def handle(
         event: faust.EventT[bytes], changed: dict[str, tuple[dict[str, Any], faust.EventT[bytes]]]

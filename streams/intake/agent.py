@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from policies.engine import Input, Tick, decide
 from policies.model import PolicySet
-from schemas.intake import Rejection, check_event
+from schemas.intake import Rejection, check_event, field_errors
 from schemas.notifications import DeliveryReceipt
 from streams.intake import stored
 from streams.intake.timers import TimerIndex, clock_message, read_clock
@@ -71,7 +71,7 @@ class Intake:
                 self.out.metrics.inputs.inc(event.message.topic, outcome)
             for event, failure in await work.flush():
                 enter(event)
-                reason = "state not saved: " + describe(failure)
+                reason = describe(failure, "saving the customer's state")
                 await self.out.dead_letter(event, "internal_error", reason)
 
     async def handle(self, work: Working, event: faust.EventT[bytes]) -> InputOutcome:
@@ -86,7 +86,8 @@ class Intake:
         try:
             at = read_clock(event.message.value or b"")
         except (ValueError, KeyError, TypeError) as exc:
-            await self.out.dead_letter(event, "invalid_clock", f"not a clock message: {exc}")
+            reason = f"not a clock message: {type(exc).__name__.removesuffix('Error').lower()}"
+            await self.out.dead_letter(event, "invalid_clock", reason)
             return "dead_lettered"
         await self.fire_due(work, event, at)
         return "accepted"
@@ -95,7 +96,7 @@ class Intake:
         try:
             receipt = DeliveryReceipt.model_validate_json(event.message.value or b"")
         except ValidationError as exc:
-            await self.out.dead_letter(event, "invalid_receipt", str(exc))
+            await self.out.dead_letter(event, "invalid_receipt", field_errors(exc))
             return "dead_lettered"
         receipt_id = receipt.receipt_id
         seen_ids = work.recent(receipt.customer_id, event) if receipt_id else None

@@ -7,6 +7,8 @@ how a table write is routed, and it reaches into Faust's stream internals.
 
 from __future__ import annotations
 
+import hashlib
+import time
 import traceback
 import weakref
 from collections.abc import Awaitable, Callable
@@ -109,8 +111,23 @@ def enter(event: faust.EventT[bytes]) -> None:
     faust_streams._current_event.set(weakref.ref(event))
 
 
-def describe(exc: BaseException) -> str:
-    """An unexpected failure, as a dead letter's reason: the exception and where it came from."""
+def describe(exc: BaseException, what: str = "processing this input") -> str:
+    """An unexpected failure, as a dead letter's reason a producer can read.
+
+    The exception itself is Clarion's business, not the producer's: it is logged
+    (`input.internal_error`) under a reference the reason quotes, so an operator
+    finds it, and the reason says what happens next."""
+    ref = hashlib.sha256(f"{time.time_ns()}{id(exc)}".encode()).hexdigest()[:12]
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
-    return f"could not process: {type(exc).__name__}: {exc}{where}"
+    log.error(
+        "input.internal_error",
+        ref=ref,
+        error=type(exc).__name__,
+        detail=str(exc)[:500],
+        at=f"{Path(frame.filename).name}:{frame.lineno}" if frame else None,
+    )
+    return (
+        f"Clarion failed while {what} (ref {ref}); the input itself may be fine. "
+        "Once the cause is fixed, `clarion dead-letters --code internal_error --replay` "
+        "sends it again"
+    )

@@ -227,7 +227,7 @@ class _Api:
 
 
 def _bad_customer(view: View, customer_id: str) -> Response | None:
-    if CUSTOMER_ID.match(customer_id):
+    if CUSTOMER_ID.fullmatch(customer_id):
         return None
     return view.json(
         {"error": f"not a customer id: it must match {CUSTOMER_ID.pattern}"}, status=400

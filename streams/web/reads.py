@@ -18,10 +18,11 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from policies.state import CustomerState
+from schemas.types import CUSTOMER_ID_PATTERN
 from streams.intake import stored
 
-CUSTOMER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-"""What a customer id looks like in a URL (the producers' ids: letters, digits, . _ : -)."""
+CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
+"""What a customer id looks like: the pattern intake checks producers' events against."""
 
 ReadState = Callable[[str], CustomerState | None]
 
