@@ -36,6 +36,7 @@ RejectCode = Literal[
     "invalid_receipt",
     "invalid_reply",
     "unknown_sender",
+    "state_unreadable",
     "internal_error",
 ]
 

@@ -27,7 +27,7 @@ from schemas.intake import Rejection, check_event, field_errors
 from schemas.notifications import DeliveryReceipt
 from streams.intake import stored
 from streams.intake.timers import TimerIndex, clock_message, read_clock
-from streams.intake.working import Working
+from streams.intake.working import StateUnreadable, Working
 from streams.kafka import topics, transport
 from streams.kafka.outlets import Outlets, describe, enter
 from streams.runtime.clock import now_for
@@ -65,11 +65,17 @@ class Intake:
                 enter(event)
                 try:
                     outcome = await self.handle(work, event)
+                except StateUnreadable as exc:
+                    await self.out.dead_letter(event, "state_unreadable", _unreadable(exc))
+                    outcome = "dead_lettered"
                 except Exception as exc:  # never let Faust ack a message we did not handle
                     await self.out.dead_letter(event, "internal_error", describe(exc))
                     outcome = "dead_lettered"
                 self.out.metrics.inputs.inc(event.message.topic, outcome)
-            for event, failure in await work.flush():
+            limit = settings.producer_max_request_bytes - 1024  # the key and the framing
+            out = self.out
+            flushed = await work.flush(out.deliver, out.record_encoded, self.outbound_name, limit)
+            for event, failure in flushed:
                 enter(event)
                 reason = describe(failure, "saving the customer's state")
                 await self.out.dead_letter(event, "internal_error", reason)
@@ -140,11 +146,7 @@ class Intake:
         partition = event.message.partition
         state = work.state(customer, partition, event)
         outcome = decide(state, item, now, self.policy)
-        for decision in outcome.decisions:
-            await self.out.record(decision)
-        for request in outcome.notifications:
-            value = request.model_dump_json().encode()
-            await self.out.produce(self.outbound_name, customer.encode(), value)
+        work.emit(customer, outcome.notifications, outcome.decisions)
         if outcome.state is not state:
             work.put(customer, outcome.state)
         due = outcome.state.due
@@ -232,6 +234,15 @@ def install(app: faust.App, settings: Settings, policy: PolicySet, out: Outlets)
         await out.guard.run_agent("intake", intake.run(stream))
 
     return intake
+
+
+def _unreadable(exc: StateUnreadable) -> str:
+    return (
+        f"customer {exc.customer!r}'s stored state cannot be read (an older version or a "
+        "bug wrote it), so none of their inputs can be applied; they are kept here until "
+        "an operator repairs the state (docs/operations.md, 'A customer whose state cannot "
+        "be read') and replays them with --code state_unreadable"
+    )
 
 
 def _off_home(cid: str, home: int, msg: faust.types.Message, settings: Settings) -> str:

@@ -7,6 +7,7 @@ how a table write is routed, and it reaches into Faust's stream internals.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import traceback
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import faust
 import faust.streams as faust_streams
@@ -41,7 +43,10 @@ class Outlets:
     topic: Callable[[str], faust.TopicT]
     """A topic of the app by its short name (the prefix added), keys and values raw bytes."""
     produce: Produce
+    deliver: Callable[[str, bytes | None, bytes], Awaitable[asyncio.Future[Any]]]
+    """`produce`, returning the record's delivery to await."""
     record: Callable[[Decision], Awaitable[None]]
+    record_encoded: Callable[[Decision, bytes], Awaitable[None]]
     dead_letter: DeadLetterSink
     metrics: Metrics
     guard: Guard
@@ -60,14 +65,23 @@ def outlets(app: ClarionApp, settings: Settings, metrics: Metrics) -> Outlets:
     decisions_name = settings.topic(topics.DECISIONS)
     agent_tasks_name = settings.topic(topics.AGENT_TASKS)
 
-    async def produce(topic_name: str, key: bytes | None, value: bytes) -> None:
+    async def deliver(topic_name: str, key: bytes | None, value: bytes) -> asyncio.Future[Any]:
         """Straight to the producer: `Topic.send`'s per-message machinery cost more than
         the rest of an input together (the topics exist; ensure_topics made them). The
         guard follows the delivery: a record the broker refuses halts the worker."""
-        app.guard.watch(await app.producer.send(topic_name, key, value, None, None, None))
+        delivery = asyncio.ensure_future(
+            await app.producer.send(topic_name, key, value, None, None, None)
+        )
+        app.guard.watch(delivery)
+        return delivery
+
+    async def produce(topic_name: str, key: bytes | None, value: bytes) -> None:
+        await deliver(topic_name, key, value)
 
     async def record(decision: Decision) -> None:
-        value = decision.model_dump_json().encode()
+        await record_encoded(decision, decision.model_dump_json().encode())
+
+    async def record_encoded(decision: Decision, value: bytes) -> None:
         await produce(decisions_name, decision.customer_id.encode(), value)
         metrics.decisions.inc(decision.action, decision.channel or "")
         if decision.action == "handoff":
@@ -97,7 +111,7 @@ def outlets(app: ClarionApp, settings: Settings, metrics: Metrics) -> Outlets:
             offset=msg.offset,
         )
 
-    return Outlets(topic, produce, record, dead_letter, metrics, app.guard)
+    return Outlets(topic, produce, deliver, record, record_encoded, dead_letter, metrics, app.guard)
 
 
 def enter(event: faust.EventT[bytes]) -> None:

@@ -134,6 +134,42 @@ def causes(sent: list[Decision]) -> set[str | None]:
     return {d.cause_event_id for d in sent}
 
 
+def test_the_issues_reproductions_are_refused_and_nothing_after_them_is_lost(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A profile nested 250 deep poisoned its customer for good; a lone surrogate left
+    `opened` and `sent` rows for a message never produced. Both are refused now, leave
+    no row, and the customer's next input is decided."""
+    settings = run_settings(broker.bootstrap, tmp_path, "hostile")
+    profile = samples.event("customer.profile.updated", account_id=None)
+    deep: object = "leaf"
+    for _ in range(250):
+        deep = {"n": deep}
+    poisoned = samples.event("customer.profile.updated", event_id="evt-deep", account_id=None)
+    poisoned["data"]["extra"] = deep
+    surrogate = json.dumps(
+        samples.event("transaction.large", event_id="evt-surrogate", account_id="A-1")
+    ).replace('"merchant": "', '"merchant": "Shop\\ud800')
+    after = samples.event("transaction.large", event_id="evt-after", account_id="A-1")
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = start_worker(settings, log)
+        try:
+            asyncio.run(send(settings, [profile, poisoned, surrogate.encode(), after]))
+            letters, _ = wait(settings, lambda _, sent: "evt-after" in causes(sent))
+            rows = asyncio.run(
+                topics.read_all(settings.kafka_bootstrap, settings.topic(topics.DECISIONS))
+            )
+        finally:
+            stop_worker(worker)
+    assert [(letter.code, letter.offset) for letter in letters] == [
+        ("too_deep", 1),
+        ("invalid_text", 2),
+    ]
+    assert "data.extra" in letters[0].reason and "U+D800" in letters[1].reason
+    refused = {"evt-deep", "evt-surrogate"}
+    assert not [r for _, r in rows if any(e.encode() in r for e in refused)], "a phantom row"
+
+
 class LiveProbe:
     """Asks `/live` every 50 ms in a thread; remembers whether it ever answered 503."""
 

@@ -182,29 +182,64 @@ def test_an_email_html_part_is_its_own_template_in_the_same_language() -> None:
     assert ("payment-missed", "email", "en.html") not in templates.available()
 
 
-def test_a_failed_state_write_is_reported_and_the_rest_are_written() -> None:
+def test_a_batch_writes_requests_then_decisions_then_states_and_holds_back_a_bad_state() -> None:
+    """The order that keeps the ledger true, and a state that would not read back: its
+    customer's inputs come back to be dead-lettered, and nothing of theirs is written."""
     from typing import Any
 
+    from schemas.customer import Profile
+    from schemas.decisions import Decision
     from streams.intake.working import Working
 
-    class Refusing(dict[str, Any]):
+    written: list[tuple[str, str]] = []
+
+    class Table(dict[str, Any]):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
         async def write(self, key: str, value: Any) -> None:
-            if key == "C-BAD":
-                raise ValueError("disk full")
+            written.append((self.name, key))
             self[key] = value
 
-    customers, seen = Refusing(), Refusing()
+    async def deliver(topic: str, key: bytes | None, value: bytes) -> asyncio.Future[None]:
+        written.append((topic, (key or b"").decode()))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def record(decision: Decision, value: bytes) -> None:
+        written.append(("decisions", decision.customer_id))
+
+    deep: object = "leaf"
+    for _ in range(300):
+        deep = {"n": deep}
+    customers, seen = Table("customers"), Table("seen")
     work = Working(customers, seen, timedelta(hours=1), 8, enter=lambda e: None)
-    events = {"C-OK": object(), "C-BAD": object(), "C-DUP": object()}
+    events = {"C-OK": object(), "C-BAD": object()}
+    at = datetime(2026, 11, 20, tzinfo=UTC)
     for cid, event in events.items():
-        work.state(cid, 0, event)  # type: ignore[arg-type]
-        work.put(cid, CustomerState(customer_id=cid))
-        work.recent(cid, event)  # type: ignore[arg-type]
-    work.recent("C-OK", events["C-OK"]).add("evt-1", datetime.now(UTC))  # type: ignore[arg-type]
-    failed = asyncio.run(work.flush())
-    assert [(e, str(x)) for e, x in failed] == [(events["C-BAD"], "disk full")]
-    assert set(customers) == {"C-OK", "C-DUP"}
-    assert set(seen) == {"C-OK"}, "a memory nothing was added to is not written again"
+        state = work.state(cid, 0, event)  # type: ignore[arg-type]
+        profile = Profile.model_validate({"extra": deep}) if cid == "C-BAD" else state.profile
+        decision = Decision(
+            customer_id=cid, action="opened", reason="test", at=at, policy_version="p"
+        )
+        work.emit(
+            cid,
+            [request("payment-missed", "sms").model_copy(update={"customer_id": cid})],
+            [decision],
+        )
+        work.put(cid, state.model_copy(update={"profile": profile}))
+        work.recent(cid, event).add(f"evt-{cid}", at)  # type: ignore[arg-type]
+    failed = asyncio.run(work.flush(deliver, record, "outbound", 1_000_000))
+    assert [e for e, _ in failed] == [events["C-BAD"]]
+    assert "would not be written and read back" in str(failed[0][1])
+    assert written == [
+        ("outbound", "C-OK"),
+        ("decisions", "C-OK"),
+        ("customers", "C-OK"),
+        ("seen", "C-OK"),
+    ]
 
 
 def test_the_outbox_reader_skips_a_line_still_being_written(tmp_path: Path) -> None:
