@@ -28,6 +28,7 @@ from policies.state import ConsentRecord
 from schemas.customer import Preferences
 from streams.kafka import topics
 from streams.runtime.settings import Settings
+from streams.web.bodies import BadBody, json_body
 from streams.web.reads import CUSTOMER_ID, forwarded, state_reader
 
 _CONSENT = TypeAdapter(ConsentRecord)
@@ -165,7 +166,7 @@ class _Api:
         self.app, self.produce, self.customers = app, produce, customers
         self.read_state = state_reader(customers)
         secret = settings.api_keys.get_secret_value() if settings.api_keys else ""
-        self.keys = [k for k in secret.split(",") if k]
+        self.keys = [k.encode() for k in secret.split(",") if k]
         self.updates = settings.topic(topics.PREFERENCE_UPDATES)
         self.required = _required(policy)
 
@@ -176,7 +177,8 @@ class _Api:
         auth = request.headers.get("Authorization") or ""
         if auth.startswith("Bearer "):
             given = auth.removeprefix("Bearer ").strip()
-        if not given or not any(hmac.compare_digest(given, k) for k in self.keys):
+        offered = given.encode("utf-8", "surrogateescape")  # bytes: any header compares
+        if not given or not any(hmac.compare_digest(offered, k) for k in self.keys):
             log.warning("api.refused", path=str(request.url.path), why="no or unknown API key")
             return view.json({"error": "a valid API key is required"}, status=401)
         return None
@@ -206,9 +208,11 @@ class _Api:
         if problem is not None:
             return problem
         try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return view.json({"error": "the body is not JSON"}, status=400)
+            body = json_body(await request.read())
+        except BadBody as exc:
+            return view.json(
+                {"error": f"the body is not JSON we can read: {exc.reason}"}, status=400
+            )
         if not isinstance(body, dict):
             return view.json({"error": "the body must be a JSON object"}, status=400)
         try:

@@ -27,6 +27,7 @@ from schemas.notifications import NotificationRequest
 from schemas.types import CHANNELS
 from streams.kafka import topics
 from streams.runtime.settings import Settings
+from streams.web import bodies
 from streams.web.api import PreferencesUpdate, preferences_event
 from streams.web.links import BadLink, LinkKeys
 from streams.web.reads import forwarded, state_reader
@@ -129,7 +130,13 @@ def install(
             customer = customer_of(self, request, token)
             if not isinstance(customer, str):
                 return customer
-            form = await request.post()
+            try:
+                form = await bodies.form(request)
+            except bodies.BadBody as exc:
+                log.warning("page.unreadable_form", why=exc.reason)
+                words = words_for(*_accepted(request))
+                body = f'<p class="problem" role="alert">{escape(words.invalid)}</p>'
+                return _page(self, exc.status, words, words.invalid_title, body)
             words = words_for(form.get("lang"))  # the language the form was shown in
             try:
                 update = _update(policy, form)

@@ -28,6 +28,8 @@ from streams.dispatch.calls import LiveCalls
 from streams.dispatch.replies import reply_message
 from streams.kafka import topics
 from streams.runtime.settings import Settings
+from streams.web import bodies
+from streams.web.reads import CUSTOMER_ID
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +89,11 @@ class _Hooks:
                 needs="CLARION_TWILIO_AUTH_TOKEN, CLARION_PUBLIC_URL",
             )
             return view.json({"error": "Twilio webhooks are not configured"}, status=503)
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        try:
+            form = dict(await bodies.form(request))  # Twilio signs the decoded fields
+        except bodies.BadBody as exc:
+            log.warning("webhook.refused", hook=hook, why=exc.reason)
+            return view.json({"error": exc.reason}, status=exc.status)
         url = public_url.rstrip("/") + str(request.rel_url)
         signature = request.headers.get("X-Twilio-Signature", "")
         if not signature_ok(self.token, url, form, signature):
@@ -102,7 +108,7 @@ class _Hooks:
         query = request.query
         nid, cid = query.get("notification_id"), query.get("customer_id")
         channel = _STATUS_CHANNELS.get(query.get("channel") or "")
-        if not nid or not cid or channel is None:
+        if not nid or not cid or channel is None or not CUSTOMER_ID.fullmatch(cid):
             log.warning("webhook.refused", hook="twilio.status", why="no notification ids")
             return view.json({"error": "not a Clarion status callback"}, status=403)
         receipt = status_receipt(
@@ -163,9 +169,9 @@ class _Hooks:
             log.warning("webhook.refused", hook="sendgrid.events", why=why)
             return view.json({"error": "signature check failed"}, status=403)
         try:
-            events = json.loads(payload)
-        except ValueError:
-            return view.json({"error": "body is not JSON"}, status=400)
+            events = bodies.json_body(payload)
+        except bodies.BadBody as exc:
+            return view.json({"error": f"body is not JSON we can read: {exc.reason}"}, status=400)
         if not isinstance(events, list):
             return view.json({"error": "body is not a JSON array of events"}, status=400)
         facts = read_events(events, self.groups)

@@ -33,6 +33,7 @@ from streams.intake.timers import clock_message
 from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
+from streams.web.links import LinkKeys
 from tests import samples
 from tests.conftest import POLICIES
 from tests.fakes import ProvidersThread
@@ -620,3 +621,43 @@ def test_detection_decides_what_a_call_says(running: Running) -> None:
 
     running.until("the answers in the ledger", lambda: len(answered()) == 2)
     assert sorted(answered()) == [("C-HUMAN", "answered"), ("C-MACHINE", "answered")]
+
+
+def test_no_malformed_request_gets_a_5xx(running: Running) -> None:
+    """Issue 26's hostile requests: each is answered 4xx, before or after authentication,
+    and the worker lives on."""
+    api = "/api/v1/customers/C-API/preferences"
+    good = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    # Unauthenticated, and each a 500 before: a non-ASCII key, a token holding 1e999,
+    # a form that is not UTF-8.
+    assert running.request("GET", api, headers={"X-Api-Key": "clé-ünicode"})[0] == 401
+    assert running.request("GET", api, headers={"Authorization": "Bearer ключ"})[0] == 401
+    payload = base64.urlsafe_b64encode(b'{"c": "C-1", "e": 1e999, "k": "k1"}').decode()
+    assert running.request("GET", f"/p/{payload.rstrip('=')}.AAAA")[0] == 403
+    assert running.request("GET", "/p/caf\u00e9.\u00e9t\u00e9")[0] in (400, 403)
+    latin1 = b"From=%2B13125550399&Body=caf\xe9&MessageSid=SM1"
+    form = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}
+    for hook in ("/webhooks/twilio/sms", "/webhooks/twilio/status"):
+        assert running.post(hook, latin1, form)[0] == 400
+        assert running.post(hook, b"Body=%FF%FE", form)[0] == 400
+    # Authenticated: JSON nested 10,000 deep, numbers out of range.
+    deep = b"[" * 10_000 + b"]" * 10_000
+    assert running.request("PUT", api, deep, good)[0] == 400
+    assert running.request("PUT", api, b'{"locale": 1e999}', good)[0] == 400
+    assert running.request("PUT", api, b'{"n": ' + b"9" * 5000 + b"}", good)[0] == 400
+    assert running.sendgrid([{"event": "delivered", "n": 10**30}])[0] == 400
+    nested: Any = []
+    for _ in range(50):
+        nested = [nested]
+    assert running.sendgrid([{"event": "delivered", "deep": nested}])[0] == 400
+    # A signed Twilio callback with a customer id no producer could have sent.
+    status_form = {"MessageSid": "SM" + "2" * 32, "MessageStatus": "delivered"}
+    query = "?notification_id=ntf-1&channel=sms&customer_id=" + "C" * 5000
+    assert running.twilio("/webhooks/twilio/status" + query, status_form)[0] in (400, 403)
+    # The page: a multipart or non-UTF-8 body behind a valid link.
+    token = LinkKeys.parse(LINK_KEYS).sign("C-API", datetime.now(UTC) + timedelta(days=1))
+    multipart = {"Content-Type": "multipart/form-data; boundary=x"}
+    assert running.post(f"/p/{token}", b"--x--\r\n", multipart)[0] == 415
+    urlencoded = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert running.post(f"/p/{token}", b"lang=\xff\xfe", urlencoded)[0] == 400
+    assert running.request("GET", "/live")[0] == 200
