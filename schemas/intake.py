@@ -53,7 +53,7 @@ def check_event(
     obj = read_json(raw)
     if isinstance(obj, Rejection):
         return obj
-    problem = scan(obj)
+    problem = None if _plainly_within_limits(raw) else scan(obj)
     if problem is not None:
         return problem
     if not isinstance(obj, dict):
@@ -131,6 +131,22 @@ def read_json(raw: bytes) -> Any:
         return Rejection(
             "invalid_json", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         )
+
+
+_NOT_PLAIN = re.compile(rb"[^\x20-\x7e]|\\")
+"""A byte outside printable ASCII, or a backslash (which every escape starts with)."""
+
+
+def _plainly_within_limits(raw: bytes) -> bool:
+    """Whether `scan` could find nothing, seen from the bytes alone (most events): printable
+    ASCII without escapes holds no forbidden character, no string longer than the whole,
+    and no deeper nesting than it has brackets. Saves the walk, two thirds of intake's
+    checking cost."""
+    return (
+        len(raw) <= MAX_TEXT_CHARS
+        and raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH
+        and _NOT_PLAIN.search(raw) is None
+    )
 
 
 def scan(obj: Any) -> Rejection | None:
