@@ -224,7 +224,7 @@ def field_errors(exc: ValidationError) -> str:
             parts.append(f"{loc}: field required")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg} (got {_short(err.get('input'))})")
+            parts.append(f"{loc}: {msg} {_got(loc, err.get('input'))}")
     return "; ".join(parts)
 
 
@@ -245,8 +245,18 @@ def _explain(exc: ValidationError) -> Rejection:
             parts.append(f"{loc}: field required")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg} (got {_short(err.get('input'))})")
+            parts.append(f"{loc}: {msg} {_got(loc, err.get('input'))}")
     return Rejection(code, "; ".join(parts))
+
+
+_CONTACT_FIELDS = ("number", "address", "email", "phone", "recipient")
+
+
+def _got(loc: str, value: Any) -> str:
+    """What was sent, unless it is (or may be) a contact point: those are not echoed."""
+    if any(name in loc.lower() for name in _CONTACT_FIELDS):
+        return "(the value is not repeated: it may be a contact point)"
+    return f"(got {_short(value)})"
 
 
 def _json_kind(value: Any) -> str:

@@ -27,6 +27,7 @@ from schemas.decisions import Decision
 from streams.kafka import topics
 from streams.kafka.guard import Guard
 from streams.kafka.transport import ClarionApp
+from streams.runtime.logging import mask
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 
@@ -91,7 +92,7 @@ def outlets(app: ClarionApp, settings: Settings, metrics: Metrics) -> Outlets:
         msg = event.message
         letter = DeadLetter.of(
             code=code,
-            reason=reason,
+            reason=mask(reason),
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
@@ -105,7 +106,7 @@ def outlets(app: ClarionApp, settings: Settings, metrics: Metrics) -> Outlets:
         log.warning(
             "input.dead_lettered",
             code=code,
-            reason=reason,
+            reason=letter.reason,
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,

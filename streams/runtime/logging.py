@@ -14,8 +14,11 @@ from typing import Any
 
 import structlog
 
-_PHONE = re.compile(r"\+\d{6,14}(\d{2})")
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+_PHONE = re.compile(r"\+\d{5,13}(\d{2})")
+"""Every E.164 length: 7 to 15 digits after the +; the last two stay."""
+_EMAIL = re.compile(r"([^\s@\"'<>()\[\],;:\\])[^\s@\"'<>()\[\],;:\\]*@([^\s@\"'<>()\[\],;:\\]+)")
+"""Anything with an @ between two words, internationalized addresses included: the local
+part's first character and the domain stay."""
 
 
 def mask(text: str) -> str:
