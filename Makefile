@@ -4,7 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-engine bench-engine-instructions bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness clean
+# `make fuzz`: a seeded mix of valid and hostile inputs and malformed HTTP requests against a
+# live worker, and the accounting of every one (tests/fuzz.py); exit 1 on any loss or leak.
+.PHONY: demo test lint fuzz bench bench-engine bench-engine-instructions bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +35,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict schemas policies channels streams
 	$(BIN)/lint-imports
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz --inputs $(or $(INPUTS),10000) --http $(or $(HTTP),200) \
+		--seed $(or $(SEED),1)
 
 # Benchmarks print figures (docs/performance.md); they assert nothing about speed.
 bench-engine: $(STAMP)
