@@ -243,51 +243,77 @@ class KafkaGateway:
         up_in: asyncio.StreamReader,
         up_out: asyncio.StreamWriter,
     ) -> None:
-        """Request by request; an answer made here waits its turn behind the broker's."""
-        answers: asyncio.Queue[bytes | None] = asyncio.Queue()  # None: the broker answers
+        """Request by request, answers in order. A Produce request that writes to a refused
+        topic goes on without it, and the broker's answer gets the refusal added, as a
+        broker answers an ACL per topic; one that writes to nothing else is answered here."""
+        answers: asyncio.Queue[_Pending] = asyncio.Queue()
 
         async def requests() -> None:
             while True:
                 frame = await _read_frame(client_in)
-                refusal = self._refusal(frame)
-                if refusal is not None:
-                    await answers.put(refusal)
-                    continue
-                if not _unanswered(frame):
-                    await answers.put(None)
-                up_out.write(_framed(frame))
-                await up_out.drain()
+                pending, forward = self._split(frame)
+                if forward is not None:
+                    up_out.write(_framed(forward))
+                    await up_out.drain()
+                if pending is not None:
+                    await answers.put(pending)
 
         async def responses() -> None:
             while True:
-                answer = await answers.get()
-                client_out.write(
-                    _framed(answer if answer is not None else await _read_frame(up_in))
-                )
+                pending = await answers.get()
+                answer = pending.local
+                if answer is None:
+                    answer = pending.merged(await _read_frame(up_in))
+                client_out.write(_framed(answer))
                 await client_out.drain()
 
         await asyncio.gather(requests(), responses())
 
-    def _refusal(self, frame: bytes) -> bytes | None:
-        """The answer to a Produce request that writes to a refused topic; else None."""
+    def _split(self, frame: bytes) -> tuple[_Pending | None, bytes | None]:
+        """What to answer (None: nothing, acks=0) and what to send on (None: nothing)."""
         api_key, version, correlation = struct.unpack(">hhi", frame[:8])
+        answered = not _unanswered(frame)
         if api_key != _PRODUCE:
-            return None
+            return (_Pending() if answered else None), frame
         struct_type = getattr(produce, f"ProduceRequest_v{version}")
-        request = struct_type.decode(frame[_after_client_id(frame) :])
-        written = [topic for topic, _ in request.topics]
-        if not self.refuse_produce_to.intersection(written):
-            return None
-        self.refused_produce.append(",".join(written))
+        start = _after_client_id(frame)
+        request = struct_type.decode(frame[start:])
+        refused = [(tp, parts) for tp, parts in request.topics if tp in self.refuse_produce_to]
+        if not refused:
+            return (_Pending() if answered else None), frame
+        self.refused_produce.append(",".join(topic for topic, _ in request.topics))
         extra = 0 if version < 2 else 1 if version < 5 else 2  # timestamp, log start offset
-        partitions = {
-            topic: [(p, _TOPIC_AUTHORIZATION_FAILED, -1, *([-1] * extra)) for p, _ in parts]
-            for topic, parts in request.topics
-        }
+        denied = [
+            (topic, [(p, _TOPIC_AUTHORIZATION_FAILED, -1, *([-1] * extra)) for p, _ in parts])
+            for topic, parts in refused
+        ]
+        kept = [(tp, parts) for tp, parts in request.topics if tp not in self.refuse_produce_to]
         response_type = struct_type.RESPONSE_TYPE
-        fields = [list(partitions.items())] + ([0] if version >= 1 else [])  # throttle time
-        answer = response_type(*fields)
-        return struct.pack(">i", correlation) + answer.encode()
+        if not kept:
+            fields = [denied] + ([0] if version >= 1 else [])  # throttle time
+            local = struct.pack(">i", correlation) + response_type(*fields).encode()
+            return (_Pending(local=local) if answered else None), None
+        values = [getattr(request, name) for name in struct_type.SCHEMA.names]
+        values[struct_type.SCHEMA.names.index("topics")] = kept
+        forward = frame[:start] + struct_type.SCHEMA.encode(values)
+        return (_Pending(denied=denied, response=response_type) if answered else None), forward
+
+
+@dataclass
+class _Pending:
+    """How one request is answered: here (`local`), or by the broker with `denied` added."""
+
+    local: bytes | None = None
+    denied: list[tuple[str, list[tuple[int, ...]]]] | None = None
+    response: type | None = None
+
+    def merged(self, answer: bytes) -> bytes:
+        if not self.denied or self.response is None:
+            return answer
+        decoded = self.response.decode(answer[4:])
+        values = [getattr(decoded, name) for name in self.response.SCHEMA.names]
+        values[0] = list(values[0]) + self.denied  # topics come first in every version
+        return answer[:4] + self.response.SCHEMA.encode(values)
 
 
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

@@ -130,6 +130,51 @@ def test_a_worker_whose_dead_letters_are_refused_exits_without_committing_past_t
     assert len({d.notification_id for d in sent}) == len(sent)  # nothing sent twice
 
 
+def test_refused_requests_halt_intake_before_any_decision_names_them(tmp_path: Path) -> None:
+    """`notifications-outbound` refuses writes: the batch's requests are awaited before its
+    decisions, so the worker halts with no `sent` row for a message that was never
+    requested, commits nothing past the input, and decides it once the door opens."""
+    port = free_port()
+    with (
+        EmbeddedBroker(advertised_port=port) as broker,
+        KafkaGateway(port, broker.port, tls=None) as door,
+    ):
+        settings = run_settings(f"127.0.0.1:{port}", tmp_path, "req", partitions=1)
+        outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+        door.refuse_produce_to = frozenset({outbound})
+        profile = samples.event("customer.profile.updated", account_id=None)
+        good = samples.event("transaction.large", event_id="evt-good", account_id="A-1")
+        with (tmp_path / "first.log").open("wb") as log:
+            worker = start_worker(settings, log)
+            try:
+                asyncio.run(send(settings, [profile, good]))
+                exit_code = worker.wait(timeout=60)
+            finally:
+                stop_worker(worker)
+        assert exit_code == EXIT_CODE
+        assert any(outbound in r for r in door.refused_produce)
+        rows = asyncio.run(
+            topics.read_all(settings.kafka_bootstrap, settings.topic(topics.DECISIONS))
+        )
+        assert not [r for _, r in rows if b"evt-good" in r], "a row for a request never made"
+        tp = TopicPartition(settings.topic(topics.ACCOUNT_EVENTS), 0)
+        [committed] = asyncio.run(
+            topics.committed(settings.kafka_bootstrap, settings.app_id, [tp])
+        ).values()
+        assert committed <= 1
+
+        door.refuse_produce_to = frozenset()
+        with (tmp_path / "second.log").open("wb") as log:
+            worker = start_worker(settings, log)
+            try:
+                _, sent = wait(settings, lambda _, sent: "evt-good" in causes(sent))
+                made = asyncio.run(topics.read_all(settings.kafka_bootstrap, outbound))
+            finally:
+                stop_worker(worker)
+    requested = {json.loads(v)["notification_id"] for _, v in made}
+    assert sent and all(d.notification_id in requested for d in sent)
+
+
 def causes(sent: list[Decision]) -> set[str | None]:
     return {d.cause_event_id for d in sent}
 
