@@ -24,10 +24,20 @@ $(BROWSER):
 	|| ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null)
 
+# Apache Kafka's own broker in the tests (tests/apache_kafka) runs on a JDK and is fetched by Maven.
+JAVA_TOOLS := /usr/bin/java /usr/bin/mvn
+
+$(JAVA_TOOLS):
+	command -v java >/dev/null && command -v mvn >/dev/null \
+	|| $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		openjdk-17-jre-headless maven >/dev/null \
+	|| ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless maven >/dev/null)
+
 demo: $(STAMP)
 	$(BIN)/clarion demo
 
-test: $(STAMP) $(BROWSER) lint
+test: $(STAMP) $(BROWSER) $(JAVA_TOOLS) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

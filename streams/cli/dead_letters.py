@@ -31,7 +31,7 @@ async def read_letters(settings: Settings, code: str | None = None) -> list[Dead
     """Every dead letter the broker still keeps, oldest first per partition; `code` filters."""
     name = settings.topic(topics.DEAD_LETTERS)
     async with topics.connected(settings, AIOKafkaConsumer) as consumer:
-        parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
+        parts = await topics.partitions_of(consumer, name)
         options = security.for_settings(settings)
         found = await topics.read_to_end(consumer, settings.kafka_bootstrap, parts, options)
     letters = [DeadLetter.model_validate_json(value) for tp in parts for _, value in found[tp]]

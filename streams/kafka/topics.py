@@ -90,12 +90,12 @@ async def connected(settings: Settings, client: type[Client]) -> AsyncIterator[C
     try:
         await made.start()
     except KafkaConnectionError:
-        await made.stop()
+        await stop_client(made)
         raise unreachable(settings) from None
     try:
         yield made
     finally:
-        await made.stop()
+        await stop_client(made)
 
 
 async def ensure_topics(settings: Settings) -> None:
@@ -124,8 +124,7 @@ async def ensure_topics(settings: Settings) -> None:
                 log.info("topic.created", topic=topic.name, partitions=topic.num_partitions)
             except TopicAlreadyExistsError:
                 pass
-        described = await admin.describe_topics([t.name for t in wanted])
-        for info in described:
+        for info in await _described(admin, [t.name for t in wanted]):
             count = len(info["partitions"])
             if count != settings.partitions:
                 raise TopicLayoutError(
@@ -135,6 +134,20 @@ async def ensure_topics(settings: Settings) -> None:
         await _check_retention(admin, settings)
     finally:
         await admin.close()
+
+
+async def _described(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 15.0
+) -> list[dict[str, Any]]:
+    """The topics as the broker describes them, once each has its partitions: Apache Kafka
+    answers a topic created a moment ago with none until its metadata has spread."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described: list[dict[str, Any]] = list(await admin.describe_topics(names))
+        settled = all(info["partitions"] and not info["error_code"] for info in described)
+        if settled or asyncio.get_running_loop().time() >= deadline:
+            return described
+        await asyncio.sleep(0.2)
 
 
 def _configs(name: str, settings: Settings) -> dict[str, str]:
@@ -174,19 +187,44 @@ async def _check_retention(admin: AIOKafkaAdminClient, settings: Settings) -> No
             )
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`, whether the consumer follows it or not.
+
+    aiokafka's `partitions_for_topic` knows only the topics its metadata tracks:
+    Tansu's metadata answer names every topic, Apache Kafka's only those asked
+    for, so on Kafka it is None for a topic this consumer never subscribed to.
+    """
+    known = consumer.partitions_for_topic(topic)
+    if not known:
+        cluster = await consumer._client.fetch_all_metadata()  # no public call asks for all
+        known = cluster.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(known or ())]
+
+
+async def stop_client(client: Any) -> None:
+    """`client.stop()`, without aiokafka issue 647: a consumer stopped right after `start()`
+    can raise CancelledError from its coordinator's task (seen on Apache Kafka). A
+    cancellation of the caller's own task still goes on up."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("client.stop_cancelled")
+
+
 async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
     """The offset after the last message of each partition (read, not only asked: `read_past`)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [
-            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
-        ]
+        parts = [tp for t in topics for tp in await partitions_of(consumer, t)]
         if not parts:
             return {}
         reported = dict(await consumer.end_offsets(parts))
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
     return await read_past(bootstrap, reported)
 
 
@@ -220,7 +258,7 @@ async def read_past(
                     ends[tp] = max(ends[tp], messages[-1].offset + 1)
         return ends
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
 
 
 async def committed(
@@ -234,7 +272,7 @@ async def committed(
     try:
         return {tp: (await consumer.committed(tp)) or 0 for tp in partitions}
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
 
 
 async def wait_until_consumed(
@@ -275,11 +313,11 @@ async def read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        parts = await partitions_of(consumer, topic)
         found = await read_to_end(consumer, bootstrap, parts)
         return [message for tp in parts for message in found[tp]]
     finally:
-        await consumer.stop()
+        await stop_client(consumer)
 
 
 async def read_at(

@@ -1,0 +1,181 @@
+"""Apache Kafka itself, one KRaft node on free loopback ports, for the tests (issue 20).
+
+The jars come from Maven Central (`pom.xml` beside this file: `kafka_2.13`,
+`kafka-tools` and a logging binding, 94 jars and 54 MB for 4.1.1), fetched once
+by `mvn dependency:copy-dependencies` into `~/.cache/clarion/apache-kafka-<version>`
+(`CLARION_KAFKA_JARS` names another folder). The node's storage is formatted
+with `kafka.tools.StorageTool` under a temporary directory, and the broker
+(`kafka.Kafka`) is stopped on success, on an exception, on Ctrl-C and, on
+Linux, when the Python process that started it dies, as `EmbeddedBroker` does
+for Tansu.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from streams.kafka.broker import BrokerError, die_with_parent, free_port, metadata_ok
+
+VERSION = "4.1.1"
+HERE = Path(__file__).parent
+JARS_ENV = "CLARION_KAFKA_JARS"
+
+
+def jars() -> Path:
+    """The folder of the broker's jars, fetched with Maven the first time."""
+    folder = Path(
+        os.environ.get(JARS_ENV) or Path.home() / ".cache" / "clarion" / f"apache-kafka-{VERSION}"
+    )
+    if any(folder.glob(f"kafka_2.13-{VERSION}.jar")):
+        return folder
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Apache Kafka's jars need Maven: install it (make test does)")
+    done = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(HERE / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={folder}",
+            "-DincludeScope=runtime",
+            f"-Dkafka.version={VERSION}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0 or not any(folder.glob(f"kafka_2.13-{VERSION}.jar")):
+        raise BrokerError(f"mvn could not fetch Apache Kafka {VERSION}:\n{done.stdout[-3000:]}")
+    return folder
+
+
+class ApacheKafka:
+    """``with ApacheKafka() as kafka: kafka.bootstrap`` (one node, broker and controller)."""
+
+    def __init__(self, start_timeout: float = 60.0) -> None:
+        self.port = free_port()
+        self._controller_port = free_port()
+        self._start_timeout = start_timeout
+        self._dir = Path(tempfile.mkdtemp(prefix="clarion-kafka-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self._dir / "server.log"
+
+    def start(self) -> ApacheKafka:
+        classpath = str(jars() / "*")
+        config = self._write_config()
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self._java(classpath, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", config)
+        with self.log_path.open("ab") as out:
+            self._proc = subprocess.Popen(
+                self._command(classpath, "kafka.Kafka", config),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                break
+            if metadata_ok("127.0.0.1", self.port):
+                return self
+            time.sleep(0.2)
+        tail = self.log_path.read_text(errors="replace")[-2000:]
+        self.stop()
+        raise BrokerError(f"Apache Kafka did not start:\n{tail}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> ApacheKafka:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _write_config(self) -> str:
+        (self._dir / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, file\n"
+            "log4j.appender.file=org.apache.log4j.FileAppender\n"
+            f"log4j.appender.file.File={self._dir / 'kafka.log'}\n"
+            "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.file.layout.ConversionPattern=%d %p %c: %m%n\n"
+        )
+        path = self._dir / "server.properties"
+        path.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{self._controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self._controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={self._dir / 'data'}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=4",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+        return str(path)
+
+    def _command(self, classpath: str, main: str, *args: str) -> list[str]:
+        return [
+            "java",
+            "-Xms128m",
+            "-Xmx512m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dlog4j.configuration=file:{self._dir / 'log4j.properties'}",
+            "-cp",
+            classpath,
+            main,
+            *args,
+        ]
+
+    def _java(self, classpath: str, main: str, *args: str) -> None:
+        done = subprocess.run(
+            self._command(classpath, main, *args), capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise BrokerError(f"{main} {' '.join(args[:1])} failed:\n{done.stdout}{done.stderr}")
