@@ -294,15 +294,18 @@ async def wait_until_consumed(
     while True:
         if not alive():
             raise RuntimeError(f"the consumer of group {group} stopped before it was done")
+        # The commits first, then the ends: a worker commits an input only once what it
+        # produced for it was delivered (kafka/guard.py), so ends read after the commits
+        # hold everything those inputs caused, and none of it can slip past this check.
+        done = await committed(bootstrap, group, await end_offsets(bootstrap, topics))
         ends = await end_offsets(bootstrap, topics)
-        done = await committed(bootstrap, group, ends)
-        if all(done[tp] >= end for tp, end in ends.items()):
+        if all(done.get(tp, 0) >= end for tp, end in ends.items()):
             return
         if asyncio.get_running_loop().time() > deadline:
             behind = {
-                f"{tp.topic}[{tp.partition}]": end - done[tp]
+                f"{tp.topic}[{tp.partition}]": end - done.get(tp, 0)
                 for tp, end in ends.items()
-                if done[tp] < end
+                if done.get(tp, 0) < end
             }
             raise TimeoutError(f"group {group} still has unprocessed messages: {behind}")
         await asyncio.sleep(poll)
