@@ -267,7 +267,12 @@ class KafkaGateway:
                 client_out.write(_framed(answer))
                 await client_out.drain()
 
-        await asyncio.gather(requests(), responses())
+        tasks = [asyncio.ensure_future(requests()), asyncio.ensure_future(responses())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:  # one side closed: the other is waiting on it, and ends here
+            for task in tasks:
+                task.cancel()
 
     def _split(self, frame: bytes) -> tuple[_Pending | None, bytes | None]:
         """What to answer (None: nothing, acks=0) and what to send on (None: nothing)."""
