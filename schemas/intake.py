@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from schemas.dead_letters import RejectCode
 from schemas.events import EVENT_TYPES, SCHEMA_VERSION, Event, event_from_dict
@@ -50,12 +51,9 @@ def check_event(
     """
     if len(raw) > max_bytes:
         return Rejection("too_large", f"message is {len(raw)} bytes; the limit is {max_bytes}")
-    obj = read_json(raw)
+    obj = read_within_limits(raw)
     if isinstance(obj, Rejection):
         return obj
-    problem = None if _plainly_within_limits(raw) else scan(obj)
-    if problem is not None:
-        return problem
     if not isinstance(obj, dict):
         return Rejection(
             "not_an_object", f"an event is a JSON object, got a JSON {_json_kind(obj)}"
@@ -105,6 +103,15 @@ def _number(text: str) -> float:
 
 def _constant(text: str) -> float:
     raise _OutOfRange(f"{text} is not JSON")
+
+
+def read_within_limits(raw: bytes) -> Any:
+    """The parsed JSON once it is known to be within every limit (depth, numbers, text), or
+    the refusal: what intake and the web bodies both take."""
+    obj = read_json(raw)
+    if isinstance(obj, Rejection) or _plainly_within_limits(raw):
+        return obj
+    return scan(obj) or obj
 
 
 def read_json(raw: bytes) -> Any:
@@ -220,11 +227,7 @@ def field_errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:5]:
         loc = ".".join(str(p) for p in err["loc"]) or "(message)"
-        if err["type"] == "missing":
-            parts.append(f"{loc}: field required")
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg} {_got(loc, err.get('input'))}")
+        parts.append(_sentence(loc, err))
     return "; ".join(parts)
 
 
@@ -241,12 +244,17 @@ def _explain(exc: ValidationError) -> Rejection:
                 f"{loc}: {err['input']!r} has no time zone; "
                 "send UTC with a Z (2026-11-20T09:00:00Z) or an offset (+01:00)"
             )
-        elif err["type"] == "missing":
-            parts.append(f"{loc}: field required")
         else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(f"{loc}: {msg} {_got(loc, err.get('input'))}")
+            parts.append(_sentence(loc, err))
     return Rejection(code, "; ".join(parts))
+
+
+def _sentence(loc: str, err: ErrorDetails) -> str:
+    """One validation error as `field: problem (got value)`."""
+    if err["type"] == "missing":
+        return f"{loc}: field required"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg} {_got(loc, err.get('input'))}"
 
 
 _CONTACT_FIELDS = ("number", "address", "email", "phone", "recipient")
