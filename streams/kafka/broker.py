@@ -102,6 +102,19 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:  # pragma: no cover - in
         libc.prctl(pr_set_pdeathsig, sig)
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after `timeout`; whether it was still running."""
+    if proc.poll() is not None:
+        return False
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+    return True
+
+
 class EmbeddedBroker:
     """``with EmbeddedBroker() as broker: use(broker.bootstrap)``."""
 
@@ -176,15 +189,8 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-        log.info("broker.stopped", pid=proc.pid)
+        if proc is not None and stop_process(proc, timeout):
+            log.info("broker.stopped", pid=proc.pid)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

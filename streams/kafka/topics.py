@@ -291,13 +291,15 @@ async def wait_until_consumed(
     """
     topics = list(topics)
     deadline = asyncio.get_running_loop().time() + timeout
+    ends = await end_offsets(bootstrap, topics)
     while True:
         if not alive():
             raise RuntimeError(f"the consumer of group {group} stopped before it was done")
         # The commits first, then the ends: a worker commits an input only once what it
         # produced for it was delivered (kafka/guard.py), so ends read after the commits
         # hold everything those inputs caused, and none of it can slip past this check.
-        done = await committed(bootstrap, group, await end_offsets(bootstrap, topics))
+        # (The previous round's ends name the partitions to ask about.)
+        done = await committed(bootstrap, group, ends)
         ends = await end_offsets(bootstrap, topics)
         if all(done.get(tp, 0) >= end for tp, end in ends.items()):
             return

@@ -22,7 +22,13 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-from streams.kafka.broker import BrokerError, die_with_parent, free_port, metadata_ok
+from streams.kafka.broker import (
+    BrokerError,
+    die_with_parent,
+    free_port,
+    metadata_ok,
+    stop_process,
+)
 
 VERSION = "4.1.1"
 HERE = Path(__file__).parent
@@ -104,13 +110,8 @@ class ApacheKafka:
 
     def stop(self, timeout: float = 20.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
+        if proc is not None:
+            stop_process(proc, timeout)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> ApacheKafka:
