@@ -11,12 +11,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
+from streams.cli import dead_letters
 from streams.cli.demo import start_worker, stop_worker
 from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker, free_port
@@ -68,6 +71,31 @@ def test_an_input_too_large_to_keep_whole_is_dead_lettered_by_pointer_and_replay
         finally:
             stop_worker(worker)
         assert worker.returncode == 0
+
+
+def test_a_truncated_letter_whose_original_is_gone_is_named_and_not_sent(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Past the input topic's retention the original cannot be read back: `read_at` says
+    None, and the replay names the letter instead of sending its preview."""
+    settings = run_settings(broker.bootstrap, tmp_path, "gone", partitions=1)
+    asyncio.run(send(settings, [samples.event("transaction.large", account_id="A-1")]))
+    letter = DeadLetter.of(
+        code="too_large",
+        reason="r",
+        topic=settings.topic(topics.ACCOUNT_EVENTS),
+        partition=0,
+        offset=500,  # never written
+        key=b"C-1",
+        value=b"x" * 2048,
+        received_at=datetime.now(UTC),
+        whole_max_bytes=1024,
+    )
+    sent, missing = asyncio.run(dead_letters.send_again(settings, [letter]))
+    assert sent == 0
+    assert missing == [f"{letter.topic}[0]@500: the broker no longer holds the original"]
+    end = asyncio.run(topics.end_offsets(settings.kafka_bootstrap, [letter.topic]))
+    assert list(end.values()) == [1]  # nothing was sent in its place
 
 
 def test_a_worker_whose_dead_letters_are_refused_exits_without_committing_past_the_input(

@@ -316,3 +316,16 @@ def test_an_unreadable_stored_value_is_an_error_not_a_fresh_customer() -> None:
     assert stored.head(damaged) is None
     with pytest.raises(ValueError, match="Invalid JSON"):
         stored.state(damaged)
+
+
+def test_a_stored_state_that_does_not_read_back_is_named_not_started_afresh() -> None:
+    """An older version's (or a bug's) value: the customer is refused as `state_unreadable`,
+    never silently given an empty state."""
+    from streams.intake.working import StateUnreadable, Working
+
+    customers = {"C-OLD": b'{"partition":0,"due":null,"state":{"customer_id": 7}}'}
+    work = Working(customers, {}, timedelta(hours=1), 8, enter=lambda e: None)  # type: ignore[arg-type]
+    with pytest.raises(StateUnreadable) as raised:
+        work.state("C-OLD", 0, object())  # type: ignore[arg-type]
+    assert raised.value.customer == "C-OLD"
+    assert work.state("C-NEW", 0, object()).customer_id == "C-NEW"  # type: ignore[arg-type]
