@@ -37,6 +37,7 @@ RejectCode = Literal[
     "invalid_reply",
     "unknown_sender",
     "state_unreadable",
+    "invalid_repair",
     "internal_error",
 ]
 

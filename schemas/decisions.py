@@ -29,6 +29,7 @@ Action = Literal[
     "failed",
     "delivered",
     "replied",
+    "repaired",
 ]
 
 

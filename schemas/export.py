@@ -18,6 +18,7 @@ from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
 from schemas.events import EVENT_ADAPTER, EVENT_CLASSES
 from schemas.notifications import DeliveryReceipt, NotificationRequest
+from schemas.repairs import StateRepair
 
 JSON_DIR = Path(__file__).parent / "json"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -36,6 +37,7 @@ def documents() -> dict[str, dict[str, Any]]:
         "notification-request.json": NotificationRequest,
         "delivery-receipt.json": DeliveryReceipt,
         "dead-letter.json": DeadLetter,
+        "state-repair.json": StateRepair,
     }
     for name, model in outputs.items():
         docs[name] = _stamp(model.model_json_schema(), model.__name__, name)

@@ -48,7 +48,10 @@ async def read_trail(settings: Settings, customer: str) -> Trail:
     decisions_raw, letters_raw, states_raw = found
     decisions = [Decision.model_validate_json(v) for v in decisions_raw]
     letters = [DeadLetter.model_validate_json(v) for v in letters_raw]
-    state = stored.state(states_raw[-1]) if states_raw else None
+    try:
+        state = stored.state(states_raw[-1]) if states_raw else None
+    except (ValueError, RecursionError):
+        state = None  # unreadable (`clarion state show` says why): times in UTC only
     zones = list(state.profile.time_zones) if state is not None else []
     return Trail(decisions, letters, zones)
 

@@ -75,6 +75,45 @@ def _dead_letters(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def _state(args: argparse.Namespace) -> int:
+    import asyncio
+    import getpass
+
+    from streams.cli import state
+    from streams.runtime.logging import configure
+
+    configure("console", "warning")
+    settings = Settings.from_env()
+    found = asyncio.run(state.read_stored(settings, args.customer))
+    if args.state_command == "show":
+        return state.show(found, args.customer, args.raw, sys.stdout)
+    if found is None or found.problem() is None:
+        what = "no state stored" if found is None else "the stored state reads"
+        print(f"clarion state repair: {args.customer}: {what}; nothing to repair", file=sys.stderr)
+        return 1
+    plan = state.proposal(found, args.from_file)
+    if args.from_file is None:
+        state.show(found, args.customer, False, sys.stdout)  # why, and what is left out
+    if plan.state is None:
+        for why in plan.refused:
+            print(f"clarion state repair: {why}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        return 0
+    operator = args.operator or getpass.getuser()
+    try:
+        row = asyncio.run(state.repair(settings, found, plan, operator, args.reason, args.wait))
+    except state.RepairError as exc:
+        print(f"clarion state repair: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"repaired {args.customer} at {row.at:%Y-%m-%d %H:%M:%SZ} ({row.extra['repair_id']}); "
+        "now send their refused inputs again: "
+        "clarion dead-letters --replay --code state_unreadable"
+    )
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from streams.cli.demo import DEMO_DIR, DemoError, run_demo
     from streams.runtime.logging import configure
@@ -132,6 +171,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "worker": _worker,
     "ledger": _ledger,
     "dead-letters": _dead_letters,
+    "state": _state,
     "demo": _demo,
     "policy check": _policy_check,
     "policy simulate": _policy_simulate,
@@ -151,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_ledger(sub)
     _add_dead_letters(sub)
+    _add_state(sub)
     _add_policy(sub)
     return parser
 
@@ -197,6 +238,33 @@ def _add_dead_letters(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="send the originals of --code again, to their topics, partitioned by their keys",
     )
+
+
+def _add_state(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    state = sub.add_parser(
+        "state",
+        help="one customer's stored state: whether it reads, and repairing one that does not",
+    ).add_subparsers(dest="state_command", required=True)
+    show = state.add_parser(
+        "show", help="whether the state reads, why not, and what a repair keeps"
+    )
+    show.add_argument("customer", help="a customer_id")
+    show.add_argument(
+        "--raw", action="store_true", help="print the stored value as JSON (contacts unmasked)"
+    )
+    repair = state.add_parser(
+        "repair",
+        help="replace an unreadable state: with what can be kept of it, or --from a file; "
+        "the customer's worker applies it and records a `repaired` row",
+    )
+    repair.add_argument("customer", help="a customer_id")
+    repair.add_argument("--reason", required=True, help="why, for the ledger (a ticket, say)")
+    repair.add_argument("--from", dest="from_file", type=Path, help="the state as JSON, by hand")
+    repair.add_argument("--operator", help="who repairs it (default: the login name)")
+    repair.add_argument(
+        "--dry-run", action="store_true", help="show what it would do, send nothing"
+    )
+    repair.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker")
 
 
 def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,7 +25,7 @@ from policies.engine import Input, Tick, decide
 from policies.model import PolicySet
 from schemas.intake import Rejection, check_event, field_errors
 from schemas.notifications import DeliveryReceipt
-from streams.intake import stored
+from streams.intake import repairs, stored
 from streams.intake.timers import TimerIndex, clock_message, read_clock
 from streams.intake.working import StateUnreadable, Working
 from streams.kafka import topics, transport
@@ -46,6 +46,7 @@ class Intake:
         self.ticks_name = settings.topic(topics.TIMER_TICKS)
         self.receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
         self.outbound_name = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+        self.repairs_name = settings.topic(topics.STATE_REPAIRS)
         # Bytes, not dicts: streams/intake/stored.py says why.
         self.customers = transport.table(
             app, "customers", partitions=settings.partitions, value_type=bytes
@@ -86,6 +87,8 @@ class Intake:
             return await self._tick(work, event)
         if event.message.topic == self.receipts_name:
             return await self._receipt(work, event)
+        if event.message.topic == self.repairs_name:
+            return await self._repair(work, event)
         return await self._event(work, event)
 
     async def _tick(self, work: Working, event: faust.EventT[bytes]) -> InputOutcome:
@@ -114,6 +117,32 @@ class Intake:
         await self.apply(work, receipt.customer_id, event, receipt, now)
         if seen_ids is not None and receipt_id:
             seen_ids.add(receipt_id, datetime.now(UTC))
+        return "accepted"
+
+    async def _repair(self, work: Working, event: faust.EventT[bytes]) -> InputOutcome:
+        msg = event.message
+        customer = (msg.key or b"").decode(errors="replace")
+        home = topics.home_partition(msg.key or b"", self.settings.partitions)
+        if msg.partition != home:
+            reason = f"not on customer {customer!r}'s partition {home}, where their state is kept"
+            await self.out.dead_letter(event, "invalid_repair", reason)
+            return "dead_lettered"
+        checked = repairs.check(msg.value or b"", msg.key, work.stored(customer))
+        if isinstance(checked, str):
+            await self.out.dead_letter(event, "invalid_repair", checked)
+            return "dead_lettered"
+        repair, state = checked.repair, checked.state
+        work.replace(customer, msg.partition, event, state)
+        work.emit(customer, (), (repairs.decision(repair, self.policy.version),))
+        if state.due is not None:
+            self.index.push(msg.partition, state.due, customer)
+        log.warning(
+            "state.repaired",
+            customer_id=customer,
+            repair_id=repair.repair_id,
+            operator=repair.operator,
+            dropped=len(repair.dropped),
+        )
         return "accepted"
 
     async def _event(self, work: Working, event: faust.EventT[bytes]) -> InputOutcome:
@@ -204,6 +233,7 @@ def install(app: faust.App, settings: Settings, policy: PolicySet, out: Outlets)
         *(settings.topic(n) for n in topics.INPUTS),
         intake.ticks_name,
         intake.receipts_name,
+        intake.repairs_name,
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,

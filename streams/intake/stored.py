@@ -78,6 +78,21 @@ def state(value: object) -> CustomerState | None:
     return CustomerState.model_validate_json(value[ends + len(_STATE) : -1])
 
 
+def decoded(value: bytes) -> object:
+    """The ``state`` part of a stored value as JSON decodes it, with no model read:
+    what `policies.repair.salvage` works from when `state` fails. ValueError when even
+    that fails (not JSON, or nested too deep for the decoder)."""
+    try:
+        found = json.loads(value)
+    except RecursionError:
+        raise ValueError("a stored customer value nested too deep to decode") from None
+    except ValueError as exc:
+        raise ValueError(f"a stored customer value that is not JSON: {exc}") from None
+    if not isinstance(found, dict) or "state" not in found:
+        raise ValueError("a stored customer value without a state")
+    return found["state"]
+
+
 def _marks(value: bytes) -> tuple[int, int]:
     """Where `"due"` and `"state"` begin in a value `encode` wrote; -1 in any other."""
     split = value.find(_DUE, len(_OPEN)) if value.startswith(_OPEN) else -1

@@ -89,6 +89,17 @@ class Working:
             entry.inputs.append(event)
         return entry.state
 
+    def replace(
+        self, customer: str, partition: int, event: faust.EventT[bytes], state: CustomerState
+    ) -> None:
+        """Take `state` as the customer's, without reading what is stored (a repair)."""
+        self._states[customer] = _Entry(state, partition, event, dirty=True, inputs=[event])
+
+    def stored(self, customer: str) -> object:
+        """The customer's value as the table holds it; None once this batch has read it,
+        because from then on the batch's copy is the customer's state."""
+        return None if customer in self._states else self._customers.get(customer)
+
     def emit(
         self, customer: str, requests: Sequence[NotificationRequest], decisions: Sequence[Decision]
     ) -> None:

@@ -39,6 +39,8 @@ TIMER_TICKS = "timer-ticks"
 NOTIFICATION_RETRIES = "notification-retries"
 SMS_CONVERSATIONS = "sms-conversations"
 """Keyed by phone number, not customer: SMS sent marks and replies (streams/dispatch/replies.py)."""
+STATE_REPAIRS = "state-repairs"
+"""An operator's replacement for a customer's unreadable state (`clarion state repair`)."""
 
 INPUTS = (ACCOUNT_EVENTS, CUSTOMER_PROFILES, PREFERENCE_UPDATES)
 ALL = (
@@ -51,6 +53,7 @@ ALL = (
     TIMER_TICKS,
     NOTIFICATION_RETRIES,
     SMS_CONVERSATIONS,
+    STATE_REPAIRS,
 )
 COMPACTED = frozenset({CUSTOMER_PROFILES})
 AUDIT = frozenset({DECISIONS, DEAD_LETTERS})
