@@ -173,9 +173,9 @@ class _Run:
                         first = (p.due, p.step, case.case_id)
             if first is None:
                 return
-            _, step, case_id = first
+            due, step, case_id = first
             case = self.edit(case_id)
-            pending = next(p for p in case.pending if p.step == step)
+            pending = next(p for p in case.pending if p.step == step and p.due == due)
             case.pending = tuple(p for p in case.pending if p is not pending)
             self.run_step(case_id, pending)
             after = self.cases.get(case_id)
@@ -199,6 +199,8 @@ class _Run:
 
     def remember(self, event: Event) -> None:
         data = event.data
+        if isinstance(data, Profile | Preferences | ConsentChange):
+            self.wake_waiting()  # a contact point may be known now
         if isinstance(data, Profile):
             self.state = replaced(self.state, profile=data)
         elif isinstance(data, Preferences):
@@ -222,6 +224,16 @@ class _Run:
                 channel=data.channel if data.scope == "channel" else None,
             )
             self.state = replaced(self.state, ceases=(*self.state.ceases, cease))
+
+    def wake_waiting(self) -> None:
+        """Steps held for a contact point fall due now, to be tried again (`fire_due` next)."""
+        for case in list(self.cases.values()):
+            if any(p.waiting_since is not None and p.due > self.now for p in case.pending):
+                current = self.edit(case.case_id)
+                current.pending = tuple(
+                    replace(p, due=self.now) if p.waiting_since is not None else p
+                    for p in current.pending
+                )
 
     def reply(self, reply: Reply) -> None:
         """A customer's free-text answer: on the ledger, and with an agent where the policy says."""
@@ -429,6 +441,7 @@ class _Run:
             return
         groups = self.groups(send, case)
         deferred: list[tuple[int, GuardBlock]] = []
+        waiting: list[int] = []
         for gi in p.groups if p.groups is not None else range(len(groups)):
             channels, recipient = groups[gi]
             result = self.try_group(
@@ -456,6 +469,11 @@ class _Run:
                     detail=result.block.detail,
                     **common,
                 )
+            elif isinstance(result, Blocked) and self.lacks_contact(
+                esc.category, channels, recipient, p.tried
+            ):
+                if self.hold_for_contact(case, esc, category, result, p, common):
+                    waiting.append(gi)
             elif isinstance(result, Blocked) and category.required and result.reason != "cease":
                 self.record("handoff", "letter", case, detail=result.detail, **common)
             else:
@@ -474,6 +492,82 @@ class _Run:
             )
             current = self.edit(case.case_id)
             current.pending = (*current.pending, later)
+        if waiting:
+            since = p.waiting_since or self.now
+            held = Pending(
+                step=index,
+                due=self.contact_deadline(esc, since),
+                groups=tuple(waiting),
+                tried=p.tried,
+                waiting_since=since,
+            )
+            current = self.edit(case.case_id)
+            current.pending = (*current.pending, held)
+
+    def lacks_contact(
+        self,
+        category: str,
+        channels: list[Channel],
+        recipient: str | None,
+        tried: tuple[Channel, ...],
+    ) -> bool:
+        """No contact point yet for any channel the group allows (or no profile at all);
+        an opt-out or a revoked consent is an answer, not a wait."""
+        if recipient is not None:
+            return False
+        profile = self.state.profile
+        if not channels:
+            return not profile.phones and not profile.emails
+        left = [c for c in channels if c not in tried]
+        found = [reach(self.state, c, category) for c in left]
+        return bool(left) and all(
+            isinstance(r, Blocked) and r.reason == "no_contact_point" for r in found
+        )
+
+    def contact_deadline(self, esc: Escalation, since: datetime) -> datetime:
+        wait = esc.contact_wait or self.policy.contact_wait
+        return due_after(
+            since, wait, zones(self.state, self.policy)[0], _index(self.policy).holidays
+        )
+
+    def hold_for_contact(
+        self,
+        case: Case,
+        esc: Escalation,
+        category: Category,
+        blocked: Blocked,
+        p: Pending,
+        common: dict[str, Any],
+    ) -> bool:
+        """Hold a step that found no contact point, until one is known or the wait runs out;
+        then a letter for a required category, else suppressed. Whether it is held."""
+        until = self.contact_deadline(esc, p.waiting_since or self.now)
+        wait = esc.contact_wait or self.policy.contact_wait
+        if until > self.now:
+            said = f"{blocked.detail}; held for a profile or contact change, {wait} at most"
+            self.record(
+                "deferred",
+                "awaiting_contact",
+                case,
+                channel=blocked.channel,
+                until=until,
+                detail=said,
+                **common,
+            )
+            return True
+        said = f"{blocked.detail}, and none came within {wait}"
+        if category.required:
+            self.record("handoff", "letter", case, detail=said, **common)
+        else:
+            self.record(
+                "suppressed",
+                "no_contact_point",
+                case,
+                channel=blocked.channel,
+                detail=said,
+                **common,
+            )
+        return False
 
     def groups(self, send: Send, case: Case) -> list[tuple[list[Channel], str | None]]:
         """Channel groups (each tried in order until one works; all groups go), with recipients."""

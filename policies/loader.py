@@ -198,7 +198,7 @@ def _merge(
     positions: dict[str, tuple[str, yaml.Node]] = {}
     cap_positions: list[tuple[str, int, int]] = []
     for source, pf, node in files:
-        for field in ("default_locale", "time_zone_fallback", "holidays"):
+        for field in ("default_locale", "time_zone_fallback", "holidays", "contact_wait"):
             value = getattr(pf, field)
             if value is None:
                 continue
@@ -263,6 +263,7 @@ def _merge(
         default_locale=locale,
         time_zone_fallback=scalars.get("time_zone_fallback", ("", []))[1],
         holidays=scalars.get("holidays", ("", []))[1],
+        **({"contact_wait": scalars["contact_wait"][1]} if "contact_wait" in scalars else {}),
         **merged,
     )
 

@@ -189,6 +189,10 @@ class Escalation(_Strict):
         default="record",
         description="a free-text reply to this case's message: recorded, or handed to an agent",
     )
+    contact_wait: Duration | None = Field(
+        default=None,
+        description="how long a step waits for a contact point (the set's contact_wait if unset)",
+    )
     ladders: list[Ladder] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -212,6 +216,7 @@ class PolicyFile(_Strict):
     default_locale: str | None = None
     time_zone_fallback: list[TimeZoneName] | None = None
     holidays: list[date] | None = None
+    contact_wait: Duration | None = None
     categories: dict[str, Category] = Field(default_factory=dict)
     contact_windows: dict[str, Window] = Field(default_factory=dict)
     frequency_caps: list[FrequencyCap] = Field(default_factory=list)
@@ -225,6 +230,10 @@ class PolicySet(_Strict):
     default_locale: str = "en"
     time_zone_fallback: list[TimeZoneName] = Field(default_factory=list)
     holidays: list[date] = Field(default_factory=list)
+    contact_wait: Duration = Field(
+        default=Duration(amount=1, unit="d"),
+        description="how long a step that finds no contact point waits for a profile",
+    )
     categories: dict[str, Category]
     contact_windows: dict[str, Window]
     frequency_caps: list[FrequencyCap]

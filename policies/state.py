@@ -80,6 +80,8 @@ class Pending:
     """Candidate groups still to send (a partly sent step)."""
     tried: tuple[Channel, ...] = ()
     """Channels that failed permanently for this step."""
+    waiting_since: AwareDatetime | None = None
+    """Since when the step has waited for a contact point (`awaiting_contact`)."""
 
 
 @_RECORD

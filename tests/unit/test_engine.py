@@ -118,7 +118,6 @@ def test_fallback_when_the_channel_cannot_reach_the_customer() -> None:
 @pytest.mark.parametrize(
     ("profile", "prefs", "reason"),
     [
-        ({"phones": [], "emails": []}, {}, "no_contact_point"),
         (
             {
                 "phones": [{"number": "+13125550101", "type": "mobile", "sms_consent": False}],
@@ -137,6 +136,75 @@ def test_suppressed_when_no_channel_is_left(
     state = prefer(policy, customer(policy, **profile), **prefs)
     out = decide(state, event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
     assert ("suppressed", reason) in rows(out) and out.notifications == []
+
+
+WAITING_NOTICE = """
+version: 1
+escalations:
+  validation:
+    trigger: payment.missed
+    category: notices
+    contact_wait: 2d
+    ladders:
+      - name: only
+        steps:
+          - {after: 0h, send: {channel: email, template: t, fallback: [sms]}}
+"""
+
+
+def test_a_step_with_no_contact_point_is_held_and_sent_when_a_profile_arrives() -> None:
+    """Issue 19: an event read before the customer's profile is not lost. The step waits
+    (`deferred / awaiting_contact`), and the profile's arrival sends it at once."""
+    policy = policy_of(ONE_SMS)
+    nobody = CustomerState(customer_id="C-1")
+    missed = event("payment.missed", FRI_0900_CHI)
+    held = decide(nobody, missed, FRI_0900_CHI, policy)
+    assert rows(held) == [("opened", "payment.missed"), ("deferred", "awaiting_contact")]
+    assert held.decisions[1].until == FRI_0900_CHI + timedelta(days=1)  # the set's default
+    assert held.notifications == [] and held.state.due == FRI_0900_CHI + timedelta(days=1)
+    later = FRI_0900_CHI + timedelta(minutes=3)
+    profile = event(
+        "customer.profile.updated", later, None, **samples.DATA["customer.profile.updated"]
+    )
+    out = decide(held.state, profile, later, policy)
+    assert rows(out) == [("sent", "step_due"), ("closed", "ladder_complete")]
+    assert out.decisions[0].at == later and out.decisions[0].channel == "sms"
+    assert [n.notification_id for n in out.notifications] == [out.decisions[0].notification_id]
+
+
+def test_a_profile_without_the_needed_contact_point_keeps_the_original_bound() -> None:
+    policy = policy_of(ONE_SMS)
+    missed = event("payment.missed", FRI_0900_CHI)
+    held = decide(CustomerState(customer_id="C-1"), missed, FRI_0900_CHI, policy)
+    later = FRI_0900_CHI + timedelta(hours=5)
+    empty = event("customer.profile.updated", later, None, phones=[], emails=[])
+    out = decide(held.state, empty, later, policy)
+    assert rows(out) == [("deferred", "awaiting_contact")]
+    assert out.decisions[0].until == FRI_0900_CHI + timedelta(days=1), "the wait did not restart"
+    expired = decide(out.state, Tick("C-1"), FRI_0900_CHI + timedelta(days=1), policy)
+    assert rows(expired) == [("suppressed", "no_contact_point"), ("closed", "ladder_complete")]
+    assert "none came within 1d" in (expired.decisions[0].detail or "")
+
+
+def test_a_required_notice_with_no_contact_point_becomes_a_letter_when_the_wait_runs_out() -> None:
+    policy = policy_of(WAITING_NOTICE)
+    missed = event("payment.missed", FRI_0900_CHI)
+    held = decide(CustomerState(customer_id="C-1"), missed, FRI_0900_CHI, policy)
+    assert rows(held) == [("opened", "payment.missed"), ("deferred", "awaiting_contact")]
+    assert held.decisions[1].until == FRI_0900_CHI + timedelta(days=2)  # the escalation's own
+    early = decide(held.state, Tick("C-1"), FRI_0900_CHI + timedelta(days=1), policy)
+    assert rows(early) == []
+    out = decide(held.state, Tick("C-1"), FRI_0900_CHI + timedelta(days=2), policy)
+    assert rows(out) == [("handoff", "letter"), ("closed", "ladder_complete")]
+    assert out.notifications == []
+
+
+def test_an_opt_out_is_an_answer_not_a_wait() -> None:
+    policy = policy_of(ONE_SMS)
+    state = prefer(policy, customer(policy, emails=[]), channels={"sms": False})
+    out = decide(state, event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
+    assert ("deferred", "awaiting_contact") not in rows(out)
+    assert ("suppressed", "opted_out") in rows(out)
 
 
 def test_a_category_opt_out_suppresses_and_marketing_needs_an_opt_in() -> None:
@@ -277,6 +345,8 @@ def test_a_required_notice_with_no_channel_left_becomes_a_letter() -> None:
         categories={"notices": False},
     )
     out = decide(state, event("policy.changed", FRI_0900_CHI, None), FRI_0900_CHI, policy)
+    assert ("deferred", "awaiting_contact") in rows(out)  # a profile may yet come (issue 19)
+    out = decide(out.state, Tick("C-1"), FRI_0900_CHI + timedelta(days=1), policy)
     assert ("handoff", "letter") in rows(out)
 
 

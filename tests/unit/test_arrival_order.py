@@ -1,0 +1,94 @@
+"""Issue 19: nothing a regulation requires is lost to the order inputs arrive in.
+
+An event read before the customer's profile finds no contact point. Its step
+waits (`awaiting_contact`) up to the policy's `contact_wait`; the profile sends
+it when it comes in time, a letter goes when it does not, and never both.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from policies.loader import PolicySource, load_sources
+from policies.simulator import simulate
+from schemas.events import Event, event_from_dict
+from schemas.examples import EXAMPLE_DATA
+
+POLICY = load_sources(
+    [
+        PolicySource(
+            "p.yaml",
+            """
+version: 1
+contact_wait: 1d
+categories:
+  notices: {contact_windows: ignore, frequency_caps: exempt, honours_cease: false, required: true}
+contact_windows:
+  default: {start: "08:00", end: "21:00"}
+escalations:
+  validation:
+    trigger: payment.missed
+    category: notices
+    ladders:
+      - name: only
+        steps:
+          - {after: 0h, send: {channel: email, template: t, fallback: [sms]}}
+""",
+        )
+    ]
+)
+MISSED_AT = datetime(2026, 11, 20, 15, tzinfo=UTC)
+
+
+def event(kind: str, at: datetime, data: dict[str, object]) -> Event:
+    return event_from_dict(
+        {
+            "event_id": f"evt-{kind}",
+            "type": kind,
+            "occurred_at": at.isoformat(),
+            "customer_id": "C-1",
+            "account_id": None if kind.startswith("customer.") else "A-1",
+            "source": "test",
+            "data": data,
+        }
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@example(delay=0, has_contact=True)
+@example(delay=24 * 60, has_contact=True)
+@example(delay=None, has_contact=False)
+@given(
+    delay=st.one_of(st.none(), st.integers(min_value=-600, max_value=3 * 24 * 60)),
+    has_contact=st.booleans(),
+)
+def test_a_required_step_is_sent_once_or_goes_by_letter_never_both_never_neither(
+    delay: int | None, has_contact: bool
+) -> None:
+    """`delay`: minutes from the missed payment to the profile (negative: before it;
+    None: never). A profile without email or phone is no contact point."""
+    profile = dict(EXAMPLE_DATA["customer.profile.updated"])
+    if not has_contact:
+        profile.update(phones=[], emails=[])
+    events = [event("payment.missed", MISSED_AT, dict(EXAMPLE_DATA["payment.missed"]))]
+    if delay is not None:
+        events.append(
+            event("customer.profile.updated", MISSED_AT + timedelta(minutes=delay), profile)
+        )
+    events.sort(key=lambda e: e.occurred_at)
+    decisions, _ = simulate(events, POLICY, MISSED_AT + timedelta(days=10))
+    sent = [d for d in decisions if d.action == "sent"]
+    letters = [d for d in decisions if (d.action, d.reason) == ("handoff", "letter")]
+    waits = [d for d in decisions if d.reason == "awaiting_contact"]
+    assert len(sent) + len(letters) == 1, decisions
+    reachable = delay is not None and has_contact
+    if reachable and delay < 24 * 60:
+        assert len(sent) == 1
+        assert sent[0].at == max(MISSED_AT, MISSED_AT + timedelta(minutes=delay))
+    else:
+        assert len(letters) == 1 and letters[0].at == MISSED_AT + timedelta(days=1)
+    assert all(d.until == MISSED_AT + timedelta(days=1) for d in waits)
+    assert bool(waits) == (not reachable or delay >= 0)  # the event first at a tie
