@@ -425,6 +425,9 @@ def fuzz_settings(bootstrap: str, workdir: Path, public_key_der: bytes, run: str
         rate_sms_per_s=100_000,
         rate_voice_per_s=100_000,
         rate_email_per_s=100_000,
+        # A message off its customer's partition is one of the hostile kinds here, refused as
+        # `wrong_partition`; forwarding it (the default) has its own test (test_partitioning).
+        strict_partitioning=True,
     )
 
 

@@ -35,7 +35,7 @@ from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-InputOutcome = Literal["accepted", "duplicate", "dead_lettered"]
+InputOutcome = Literal["accepted", "duplicate", "dead_lettered", "forwarded"]
 
 
 class Intake:
@@ -54,6 +54,8 @@ class Intake:
         self.seen = transport.table(app, "seen-event-ids", partitions=settings.partitions)
         self.window = timedelta(hours=settings.dedupe_window_hours)
         self.index = TimerIndex()
+        self.forwarding: set[tuple[str, str]] = set()
+        """(topic, source) pairs whose inputs were forwarded, said once each in the log."""
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         """Batches of inputs; each customer's state is read and written once per batch."""
@@ -113,7 +115,7 @@ class Intake:
             log.info("receipt.duplicate_dropped", receipt_id=receipt.receipt_id)
             return "duplicate"
         now = now_for(self.settings.clock, receipt.at)
-        await self.fire_due(work, event, now)
+        await self.fire_before(work, event, receipt.customer_id, now)
         await self.apply(work, receipt.customer_id, event, receipt, now)
         if seen_ids is not None and receipt_id:
             seen_ids.add(receipt_id, datetime.now(UTC))
@@ -154,19 +156,38 @@ class Intake:
         cid = checked.customer_id
         home = topics.home_partition(msg.key or b"", settings.partitions)  # the key is cid
         if msg.partition != home:
-            await self.out.dead_letter(
-                event, "wrong_partition", _off_home(cid, home, msg, settings)
-            )
-            return "dead_lettered"
+            if settings.strict_partitioning:
+                reason = _off_home(cid, home, msg, settings)
+                await self.out.dead_letter(event, "wrong_partition", reason)
+                return "dead_lettered"
+            await self.out.forward(event, home)
+            self._forwarded(msg.topic, checked.source, home, msg.partition)
+            return "forwarded"
         recent = work.recent(cid, event)
         if checked.event_id in recent:
             log.info("input.duplicate_dropped", event_id=checked.event_id, customer_id=cid)
             return "duplicate"
         now = now_for(settings.clock, checked.occurred_at)
-        await self.fire_due(work, event, now)  # what was due before this input happens first
+        await self.fire_before(work, event, cid, now)  # what was due before this input first
         await self.apply(work, cid, event, checked, now)
         recent.add(checked.event_id, datetime.now(UTC))
         return "accepted"
+
+    def _forwarded(self, topic: str, source: str, home: int, partition: int) -> None:
+        """Say so once per topic and producer (the events' `source`), with the fix."""
+        if (topic, source) in self.forwarding:
+            return
+        self.forwarding.add((topic, source))
+        log.warning(
+            "input.forwarded",
+            topic=topic,
+            source=source,
+            partition=partition,
+            home=home,
+            fix="this producer's partitioner is not Kafka's default (murmur2 of the key); "
+            "librdkafka producers (confluent-kafka, Go, .NET, Node) should set "
+            "partitioner=murmur2_random, which saves a hop per message",
+        )
 
     async def apply(
         self, work: Working, customer: str, event: faust.EventT[bytes], item: Input, now: datetime
@@ -181,6 +202,27 @@ class Intake:
         due = outcome.state.due
         if due is not None:
             self.index.push(partition, due, customer)
+
+    async def fire_before(
+        self, work: Working, event: faust.EventT[bytes], customer: str, now: datetime
+    ) -> None:
+        """What fell due before an input, fired at its own instant ahead of the input.
+
+        On the wall clock, every customer of the partition due by now. On the event
+        clock, the input's own customer only: another customer's input says nothing of
+        this customer's time, and one forwarded from another partition (or held up
+        on another topic) may still be on its way, so its steps wait for the
+        customer's own inputs or for a clock message on `timer-ticks`.
+        """
+        if self.settings.clock == "wall":
+            await self.fire_due(work, event, now)
+            return
+        for _ in range(1000):  # each firing moves the customer's due instant on
+            due = work.due(customer)
+            if due is None or datetime.fromisoformat(due) > now:
+                return
+            await self.apply(work, customer, event, Tick(customer), datetime.fromisoformat(due))
+        raise RuntimeError(f"customer {customer!r} had over 1000 steps due by {now.isoformat()}")
 
     async def fire_due(self, work: Working, event: faust.EventT[bytes], upto: datetime) -> None:
         """Run every customer whose next step is due by `upto`, on the partition's clock."""

@@ -10,9 +10,10 @@ is in proportion to the steps falling due, not to the cases open.
 
 Time moves per partition, through clock messages on the `timer-ticks` topic
 (sent every `tick_interval_s` by each worker for its own partitions on the wall
-clock, or by the demo on the virtual one) and, on the event clock, through the
-inputs' own `occurred_at`. Inputs on one partition are in order, so a timer
-never fires ahead of an earlier input for the same customer.
+clock, or by the demo on the virtual one) and, on the event clock, through each
+input's own `occurred_at` for its own customer. A customer's inputs on one
+partition are in order, so a timer never fires ahead of an earlier input for the
+same customer.
 """
 
 from __future__ import annotations

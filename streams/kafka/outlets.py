@@ -33,6 +33,9 @@ from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+FORWARDED_FROM = "clarion-forwarded-from"
+"""The header on an input intake forwarded: the topic, partition and offset it came from."""
+
 Produce = Callable[[str, bytes | None, bytes], Awaitable[None]]
 DeadLetterSink = Callable[[faust.EventT[bytes], RejectCode, str], Awaitable[None]]
 
@@ -49,6 +52,8 @@ class Outlets:
     record: Callable[[Decision], Awaitable[None]]
     record_encoded: Callable[[Decision, bytes], Awaitable[None]]
     dead_letter: DeadLetterSink
+    forward: Callable[[faust.EventT[bytes], int], Awaitable[None]]
+    """An input, unchanged, to another partition of its topic (a header says whence)."""
     metrics: Metrics
     guard: Guard
 
@@ -112,7 +117,32 @@ def outlets(app: ClarionApp, settings: Settings, metrics: Metrics) -> Outlets:
             offset=msg.offset,
         )
 
-    return Outlets(topic, produce, deliver, record, record_encoded, dead_letter, metrics, app.guard)
+    async def forward(event: faust.EventT[bytes], partition: int) -> None:
+        msg = event.message
+        whence = f"{msg.topic}/{msg.partition}/{msg.offset}".encode()
+        delivery = asyncio.ensure_future(
+            await app.producer.send(
+                msg.topic,
+                msg.key,
+                msg.value,
+                partition,
+                msg.timestamp,
+                [(FORWARDED_FROM, whence)],
+            )
+        )
+        app.guard.watch(delivery)
+
+    return Outlets(
+        topic,
+        produce,
+        deliver,
+        record,
+        record_encoded,
+        dead_letter,
+        forward,
+        metrics,
+        app.guard,
+    )
 
 
 def enter(event: faust.EventT[bytes]) -> None:

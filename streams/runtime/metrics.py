@@ -70,7 +70,8 @@ class Metrics:
         self.inputs = self._counter(
             "clarion_inputs_total",
             "Messages intake took from its topics, by topic and outcome "
-            "(accepted, duplicate, dead_lettered).",
+            "(accepted, duplicate, dead_lettered, forwarded: sent on to the customer's "
+            "partition).",
             ("topic", "outcome"),
         )
         self.dead_letters = self._counter(

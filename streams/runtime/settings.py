@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     store: str = Field(default="memory://", description="memory:// or rocksdb://")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
+    strict_partitioning: bool = Field(
+        default=False,
+        description="true: an input on another partition than its customer's is dead-lettered "
+        "(wrong_partition); false: intake forwards it to the customer's partition",
+    )
     max_message_bytes: int = Field(
         default=64 * 1024, ge=1024, description="a larger input is refused as too_large"
     )

@@ -1,12 +1,14 @@
-"""A message on a partition other than its customer's is refused, not split off.
+"""A message on a partition other than its customer's is forwarded there, never split off.
 
 Every topic is keyed by customer_id and co-partitioned, so a customer's state
 lives on the partition Kafka's default partitioner (murmur2) gives the key;
 Clarion's own messages (receipts, preference updates, SMS replies) go there. A
-producer with another partitioner (librdkafka's default is CRC32) would put a
-customer's events elsewhere, and decisions would be taken on a second, partial
-state: a STOP recorded on one and not seen by the other. Intake dead-letters
-such a message with a reason that names the fix; once the producer is fixed,
+producer with another partitioner (librdkafka's default is CRC32) puts a
+customer's events elsewhere, where deciding on them would split the customer
+in two: a STOP recorded on one state and not seen by the other. Intake forwards
+such a message to its customer's partition, in order, and it is decided there
+once (issue 19). With `CLARION_STRICT_PARTITIONING=true` intake dead-letters it
+instead, with a reason that names the fix; once the producer is fixed,
 `clarion dead-letters --code wrong_partition --replay` sends it again, to the
 right partition.
 """
@@ -18,28 +20,114 @@ import json
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import confluent_kafka
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from policies.loader import load_directory
+from policies.simulator import simulate
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
-from streams.cli.demo import settings_env, start_worker, stop_worker
+from schemas.events import event_from_dict
+from streams.app import EXAMPLE_POLICIES
+from streams.cli.demo import (
+    advance_clock,
+    horizon,
+    read_lines,
+    settings_env,
+    settle,
+    start_worker,
+    stop_worker,
+)
 from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
 from tests import samples
-from tests.conftest import run_settings
+from tests.conftest import STORIES, metrics, run_settings
 
 pytestmark = pytest.mark.integration
 
 
-def test_an_event_off_its_customers_partition_is_dead_lettered_then_replayed(
+def test_librdkafkas_default_partitioner_gives_the_decisions_murmur2_gives(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    settings = run_settings(broker.bootstrap, tmp_path, "part", partitions=3)
+    """The reference stories from confluent-kafka with its default partitioner (CRC32 of
+    the key): 8 of the 10 customers land off their partition, are forwarded, and the
+    pipeline decides what `policy simulate` does (as it does for a murmur2 producer)."""
+    settings = run_settings(broker.bootstrap, tmp_path, "rdk", partitions=4)
+    lines = read_lines(STORIES)
+    source = settings.topic(topics.ACCOUNT_EVENTS)
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = start_worker(settings, log)
+        try:
+            producer = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap})
+            for line in lines:
+                key = json.loads(line)["customer_id"].encode()
+                producer.produce(source, value=line.encode(), key=key)
+            assert producer.flush(30) == 0
+            alive = lambda: worker.poll() is None  # noqa: E731
+            decisions, letters = asyncio.run(settled(settings, alive))
+            scraped = metrics(settings.web_port)
+        finally:
+            stop_worker(worker)
+    assert letters == []
+    events = [event_from_dict(json.loads(line)) for line in lines]
+    simulated, _ = simulate(events, load_directory(EXAMPLE_POLICIES), horizon([STORIES]))
+    got, want = compared(decisions), compared(simulated)
+    assert [g for g in got if g not in want] == [w for w in want if w not in got]
+    assert got == want
+    off_home = {
+        json.loads(line)["customer_id"]
+        for line in lines
+        if zlib.crc32(json.loads(line)["customer_id"].encode()) % 4
+        != topics.home_partition(json.loads(line)["customer_id"].encode(), 4)
+    }
+    assert len(off_home) == 8
+    forwarded = sum(1 for line in lines if json.loads(line)["customer_id"] in off_home)
+    assert scraped[f'clarion_inputs_total{{topic="{source}",outcome="forwarded"}}'] == forwarded
+    said = [
+        json.loads(line)
+        for line in (tmp_path / "worker.log").read_text().splitlines()
+        if '"input.forwarded"' in line
+    ]
+    sources = {
+        json.loads(line)["source"] for line in lines if json.loads(line)["customer_id"] in off_home
+    }
+    assert sorted(s["source"] for s in said) == sorted(sources), "once per producer"
+    assert all("partitioner=murmur2_random" in s["fix"] for s in said)
+
+
+async def settled(
+    settings: Settings, alive: Callable[[], bool]
+) -> tuple[list[Decision], list[DeadLetter]]:
+    """As the demo waits: everything consumed, the clock moved to the stories' horizon."""
+    await settle(settings, 60, alive)
+    until = horizon([STORIES])
+    assert until is not None
+    await advance_clock(settings, until)
+    return await settle(settings, 60, alive)
+
+
+def compared(decisions: list[Decision]) -> list[tuple[str, ...]]:
+    """What the engine decided, as `policy simulate` and the demo test compare it."""
+    kinds = ("opened", "sent", "suppressed", "handoff", "stopped", "deferred", "paused", "resumed")
+    return sorted(
+        (d.at.isoformat(), d.customer_id, d.action, str(d.channel), str(d.template), d.reason)
+        for d in decisions
+        if d.action in kinds
+    )
+
+
+def test_an_event_off_its_customers_partition_is_dead_lettered_when_strict_then_replayed(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    settings = run_settings(
+        broker.bootstrap, tmp_path, "part", partitions=3, strict_partitioning=True
+    )
     profile = samples.event("customer.profile.updated", account_id=None)
     large = samples.event("transaction.large", account_id="A-1")
     customer = profile["customer_id"]
