@@ -231,7 +231,11 @@ class _Run:
             if any(p.waiting_since is not None and p.due > self.now for p in case.pending):
                 current = self.edit(case.case_id)
                 current.pending = tuple(
-                    replace(p, due=self.now) if p.waiting_since is not None else p
+                    # Never before it was held: an input stamped earlier (read late,
+                    # on the event clock) moves it to when it was held, not back in time.
+                    replace(p, due=max(self.now, p.waiting_since))
+                    if p.waiting_since is not None
+                    else p
                     for p in current.pending
                 )
 

@@ -24,6 +24,8 @@ from streams.dispatch import agent as dispatch
 from streams.dispatch.calls import LiveCalls
 from streams.dispatch.providers import build_channels
 from streams.intake import agent as intake
+from streams.kafka import topics
+from streams.kafka.ordering import CrossTopicOrder
 from streams.kafka.outlets import outlets
 from streams.kafka.transport import ClarionApp
 from streams.runtime import security
@@ -82,6 +84,10 @@ def _faust_app(settings: Settings) -> ClarionApp:
         settings.group(),
         changelog_prefix=settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        input_order=CrossTopicOrder(
+            frozenset(settings.topic(t) for t in (*topics.INPUTS, topics.DELIVERY_RECEIPTS)),
+            settings.input_order_wait_ms / 1000,
+        ),
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=security.credentials(settings),
         store=settings.store,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -46,6 +47,19 @@ def run_settings(bootstrap: str, tmp_path: Path, name: str, **overrides: Any) ->
     settings = demo_settings(bootstrap, tmp_path, **{**values, **overrides})
     asyncio.run(topics.ensure_topics(settings))
     return settings
+
+
+def wait_ready(settings: Settings, worker: Any) -> None:
+    """Until the worker's `/ready` says yes: its partitions assigned and its tables read."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, "the worker died while starting"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/ready", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError("the worker was not ready in 60 s")
 
 
 def metrics(port: int) -> dict[str, float]:

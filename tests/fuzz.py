@@ -44,7 +44,7 @@ from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
 from streams.web.links import LinkKeys
 from tests import samples
-from tests.conftest import metrics
+from tests.conftest import metrics, wait_ready
 
 PUBLIC = "https://clarion.example"
 TOKEN = "fuzz-twilio-token"
@@ -446,7 +446,7 @@ def run(workdir: Path, bootstrap: str, inputs: int, http: int, seed: int) -> Acc
     with log_path.open("wb") as log:
         worker = start_worker(settings, log)
         try:
-            _wait_ready(settings, worker)
+            wait_ready(settings, worker)
             asyncio.run(produce(settings, made))
             asyncio.run(
                 send_http(
@@ -475,20 +475,6 @@ def run(workdir: Path, bootstrap: str, inputs: int, http: int, seed: int) -> Acc
     account(settings, made, acc, log_path.read_text(errors="replace"), alive)
     acc.lost = max(0, sum(acc.produced.values()) - counted)
     return acc
-
-
-def _wait_ready(settings: Settings, worker: Any) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert worker.poll() is None, "the worker died while starting"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/ready", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError("the worker was not ready in 60 s")
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -65,6 +65,7 @@ messages. After: see docs/operations.md, "Restarts".
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -82,6 +83,7 @@ from mode.services import WaitResults
 from streams.kafka.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
 from streams.kafka.guard import Guard
 from streams.kafka.handoff import CutShort, FlowSuspended, FlowWait
+from streams.kafka.ordering import CrossTopicOrder, OrderedScheduling
 from streams.kafka.topics import read_past
 from streams.runtime.security import client_options
 
@@ -94,12 +96,17 @@ class ClarionApp(faust.App):
         *args: Any,
         fetch_max_wait_ms: int | None = None,
         changelog_prefix: str | None = None,
+        input_order: CrossTopicOrder | None = None,
         **kwargs: Any,
     ) -> None:
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self.input_order = input_order
+        """Intake's input topics merged in time order per partition (kafka/ordering.py)."""
         self.changelog_prefix = changelog_prefix
         self.guard = Guard()
         """Halts the worker on an agent's crash or a refused write (kafka/guard.py)."""
+        if input_order is not None:
+            kwargs.setdefault("ConsumerScheduler", OrderedScheduling)
         super().__init__(*args, Table=ClarionTable, **kwargs)
 
     def _new_transport(self) -> TransportT:
@@ -253,9 +260,44 @@ class _Consumer(driver.Consumer):
             )
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        """The fetcher thread gets a copy of the active set (fault 2 in the module doc)."""
+        """The fetcher thread gets a copy of the active set (fault 2 in the module doc);
+        intake's inputs come back in time order across topics (kafka/ordering.py)."""
         wanted = None if active_partitions is None else set(active_partitions)
-        return await super()._getmany(wanted, timeout)
+        generation = self.app.consumer_generation_id
+        fetched = await super()._getmany(wanted, timeout)
+        order = cast(ClarionApp, self.app).input_order
+        if order is None:
+            return fetched
+        if self.app.consumer_generation_id != generation:
+            order.forget()  # a rebalance came during the fetch: Faust sorts this batch out
+            return fetched
+        return order.take(
+            fetched, time.monotonic(), ensure_TPset(self.assignment()), self._caught_up
+        )
+
+    def _caught_up(self, tp: TP) -> bool:
+        """Whether this consumer has fetched all the broker held of `tp` at its last fetch."""
+        client = self._thread._consumer
+        if client is None:
+            return False
+        state = client._subscription.subscription.assignment.state_value(
+            TopicPartition(tp.topic, tp.partition)
+        )
+        if state is None or state.highwater is None or not state.has_valid_position:
+            return False
+        return bool(state.position >= state.highwater)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        order = cast(ClarionApp, self.app).input_order
+        if order is not None:
+            order.forget()  # read again from the commits once assigned
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        order = cast(ClarionApp, self.app).input_order
+        if order is not None:
+            order.forget()
+        await super().on_partitions_assigned(assigned, generation_id)
 
     def resume_flow(self) -> None:
         super().resume_flow()

@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     store: str = Field(default="memory://", description="memory:// or rocksdb://")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=0, le=65535)
+    input_order_wait_ms: int = Field(
+        default=0,
+        ge=0,
+        le=60_000,
+        description="how long an input may wait for a customer's earlier input on another "
+        "topic (events, profiles, preferences, receipts); 0: only while the broker has more "
+        "of that topic than was fetched (docs/operations.md, 'Order across topics')",
+    )
     strict_partitioning: bool = Field(
         default=False,
         description="true: an input on another partition than its customer's is dead-lettered "
