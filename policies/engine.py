@@ -446,10 +446,11 @@ class _Run:
         groups = self.groups(send, case)
         deferred: list[tuple[int, GuardBlock]] = []
         waiting: list[int] = []
+        deadline = self.deadline(case, step)
         for gi in p.groups if p.groups is not None else range(len(groups)):
             channels, recipient = groups[gi]
             result = self.try_group(
-                case, esc.category, category, step, channels, recipient, p.tried
+                case, esc.category, category, step, channels, recipient, p.tried, deadline
             )
             if isinstance(result, _Sent):
                 self.send(case, esc.category, send, index, gi, result)
@@ -473,10 +474,12 @@ class _Run:
                     detail=result.block.detail,
                     **common,
                 )
+            elif isinstance(result, Blocked) and result.reason == "deadline":
+                self.record("handoff", "letter", case, detail=result.detail, **common)
             elif isinstance(result, Blocked) and self.lacks_contact(
                 esc.category, channels, recipient, p.tried
             ):
-                if self.hold_for_contact(case, esc, category, result, p, common):
+                if self.hold_for_contact(case, esc, category, result, p, common, deadline):
                     waiting.append(gi)
             elif isinstance(result, Blocked) and category.required and result.reason != "cease":
                 self.record("handoff", "letter", case, detail=result.detail, **common)
@@ -500,7 +503,7 @@ class _Run:
             since = p.waiting_since or self.now
             held = Pending(
                 step=index,
-                due=self.contact_deadline(esc, since),
+                due=self.contact_deadline(esc, since, deadline),
                 groups=tuple(waiting),
                 tried=p.tried,
                 waiting_since=since,
@@ -528,11 +531,23 @@ class _Run:
             isinstance(r, Blocked) and r.reason == "no_contact_point" for r in found
         )
 
-    def contact_deadline(self, esc: Escalation, since: datetime) -> datetime:
+    def contact_deadline(
+        self, esc: Escalation, since: datetime, deadline: datetime | None = None
+    ) -> datetime:
+        """Until when a step waits for a contact point: its wait, or its deadline if sooner."""
         wait = esc.contact_wait or self.policy.contact_wait
-        return due_after(
-            since, wait, zones(self.state, self.policy)[0], _index(self.policy).holidays
-        )
+        zone, holidays = zones(self.state, self.policy)[0], _index(self.policy).holidays
+        until = due_after(since, wait, zone, holidays)
+        return until if deadline is None else min(until, deadline)
+
+    def deadline(self, case: Case, step: Step) -> datetime | None:
+        """When a step with a `deadline` must have gone: counted from the case's opening,
+        which is never after its first message, so a notice the law times from the
+        first communication (Reg F 1006.34: within five days) is in time."""
+        if step.deadline is None:
+            return None
+        zone, holidays = zones(self.state, self.policy)[0], _index(self.policy).holidays
+        return due_after(case.opened_at, step.deadline, zone, holidays)
 
     def hold_for_contact(
         self,
@@ -542,10 +557,12 @@ class _Run:
         blocked: Blocked,
         p: Pending,
         common: dict[str, Any],
+        deadline: datetime | None,
     ) -> bool:
-        """Hold a step that found no contact point, until one is known or the wait runs out;
-        then a letter for a required category, else suppressed. Whether it is held."""
-        until = self.contact_deadline(esc, p.waiting_since or self.now)
+        """Hold a step that found no contact point, until one is known or the wait (or the
+        step's deadline) runs out; then a letter for a required category or a step with a
+        deadline, else suppressed. Whether it is held."""
+        until = self.contact_deadline(esc, p.waiting_since or self.now, deadline)
         wait = esc.contact_wait or self.policy.contact_wait
         if until > self.now:
             said = f"{blocked.detail}; held for a profile or contact change, {wait} at most"
@@ -560,7 +577,9 @@ class _Run:
             )
             return True
         said = f"{blocked.detail}, and none came within {wait}"
-        if category.required:
+        if deadline is not None and until >= deadline:
+            said = f"{blocked.detail}, and none came before the step's deadline"
+        if category.required or deadline is not None:
             self.record("handoff", "letter", case, detail=said, **common)
         else:
             self.record(
@@ -593,10 +612,15 @@ class _Run:
         channels: list[Channel],
         recipient: str | None,
         tried: tuple[Channel, ...],
+        deadline: datetime | None = None,
     ) -> _Sent | _Deferred | Blocked:
-        """The first channel that reaches the customer and passes the guards, else why not."""
+        """The first channel that reaches the customer and passes the guards, else why not.
+
+        With a `deadline`, a channel the guards would hold past it is passed over for the
+        next one, and when every channel is, the answer is `deadline` (a letter goes)."""
         first: Blocked | GuardBlock | None = None
         first_channel: Channel | None = None
+        late: GuardBlock | None = None
         guard_hit: _Deferred | None = None
         for channel in channels:
             if channel in tried:
@@ -625,6 +649,10 @@ class _Run:
             )
             if block is None:
                 return _Sent(found, first)
+            if deadline is not None and (block.until is None or block.until > deadline):
+                first, first_channel = first or block, first_channel or channel
+                late = late or block
+                continue
             if step.on_blocked == "fallback":
                 first, first_channel = first or block, first_channel or channel
                 guard_hit = guard_hit or _Deferred(block, channel)
@@ -634,6 +662,9 @@ class _Run:
             return _Deferred(block, channel)
         if guard_hit is not None:
             return guard_hit
+        if late is not None:
+            said = f"no channel the guards allow before the deadline ({late.detail})"
+            return Blocked(first_channel, "deadline", said)
         if isinstance(first, Blocked):
             return first
         if not channels:

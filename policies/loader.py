@@ -368,6 +368,17 @@ def _compliance_warnings(
                 ["category"],
             )
         )
+    if esc.category == "collections" and not any(
+        step.deadline is not None for ladder in esc.ladders for step in ladder.steps
+    ):
+        found.append(
+            (
+                f"{name}: a collections escalation with no step that has a deadline; "
+                "Reg F 1006.34 times the validation notice (in the first communication or "
+                "within five days of it): give that step `deadline: 5d`",
+                ["ladders"],
+            )
+        )
     if esc.category == "marketing" and category.consent != "opt_in":
         found.append((f"{name}: a marketing escalation without consent: opt_in", ["category"]))
     voice_capped = category.frequency_caps == "enforce" and any(

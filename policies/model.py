@@ -155,11 +155,18 @@ class Step(_Strict):
     when: CheckedCondition | None = None
     unless_received: list[str] = Field(default_factory=list)
     on_blocked: Literal["defer", "skip", "fallback"] = "defer"
+    deadline: Duration | None = Field(
+        default=None,
+        description="the step goes by then, counted from the case's opening: by another "
+        "channel the guards allow, else as a letter (a notice the law times)",
+    )
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
         if (self.send is None) == (self.handoff is None):
             raise ValueError("a step has exactly one of send or handoff")
+        if self.deadline is not None and self.send is None:
+            raise ValueError("a deadline belongs on a step that sends")
         if self.when is not None:
             _check_condition(self.when)
         _known_types(self.unless_received)

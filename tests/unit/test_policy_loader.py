@@ -209,3 +209,16 @@ def test_the_reference_set_has_no_warnings() -> None:
     from policies.loader import check_sources
 
     assert check_sources(sources()).warnings == []
+
+
+def test_a_collections_escalation_without_a_deadline_is_warned_about() -> None:
+    """Issue 19: Reg F 1006.34's validation notice is timed; the set should say so."""
+    from policies.loader import check_sources
+
+    collections = (POLICIES / "10-collections.yaml").read_text()
+    assert collections.count("deadline: 5d") == 2
+    undated = collections.replace(", deadline: 5d}", "}")
+    report = check_sources(sources(**{"10-collections.yaml": undated}))
+    [warning] = [str(w) for w in report.warnings]
+    assert "missed-payment: a collections escalation with no step that has a deadline" in warning
+    assert warning.startswith("10-collections.yaml:")
