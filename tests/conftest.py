@@ -5,6 +5,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from streams.cli.demo import demo_settings
 from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
+from tests.apache_kafka import ApacheKafka
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -34,6 +36,40 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     """One real broker for the integration tests; each test uses its own topic prefix."""
     with EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def apache_kafka() -> Iterator[ApacheKafka]:
+    """Apache Kafka 4.1, one KRaft node, shared by the tests that run on it (issue 20)."""
+    with ApacheKafka() as running:
+        yield running
+
+
+KAFKA_SETTINGS: dict[str, Any] = {
+    "session_timeout_s": 6.0,  # Kafka's group.min.session.timeout.ms
+    "heartbeat_interval_s": 1.0,
+    "fetch_max_wait_ms": None,  # Kafka answers a fetch as soon as data arrives
+}
+"""What a worker needs on Apache Kafka that the demo's settings (made for Tansu) do not give."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    """The broker one run of a test is on, and the worker settings that broker needs."""
+
+    name: str
+    bootstrap: str
+    settings: dict[str, Any]
+
+
+@pytest.fixture(params=["tansu", "kafka"])
+def on_both(request: pytest.FixtureRequest, broker: EmbeddedBroker) -> Broker:
+    """Run the test on Tansu and on Apache Kafka: the guarantees that matter most are proven
+    on the broker banks run (issue 20). The Kafka node is shared and started once."""
+    if request.param == "tansu":
+        return Broker("tansu", broker.bootstrap, {})
+    kafka: ApacheKafka = request.getfixturevalue("apache_kafka")
+    return Broker("kafka", kafka.bootstrap, KAFKA_SETTINGS)
 
 
 def run_settings(bootstrap: str, tmp_path: Path, name: str, **overrides: Any) -> Settings:

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from policies.model import PolicySet
 from policies.simulator import default_until, simulate
@@ -44,8 +45,11 @@ def scaled_lines() -> list[str]:
     return lines
 
 
-def prepare(bootstrap: str, tmp_path: Path, policy: PolicySet, name: str) -> ScaledRun:
-    """Fresh topics (four partitions) on the shared broker, and the simulator's answer."""
+def prepare(
+    bootstrap: str, tmp_path: Path, policy: PolicySet, name: str, **overrides: Any
+) -> ScaledRun:
+    """Fresh topics (four partitions) on the shared broker, and the simulator's answer;
+    `overrides`: what the broker needs of the worker's settings (conftest.Broker)."""
     run = uuid.uuid4().hex[:8]
     settings = demo_settings(
         bootstrap,
@@ -54,6 +58,7 @@ def prepare(bootstrap: str, tmp_path: Path, policy: PolicySet, name: str) -> Sca
         topic_prefix=f"{name}{run}.",
         partitions=4,
         log_format="json",
+        **overrides,
     )
     # The providers' real rates (1 call/s per caller number) would make the
     # three hundred customers' calls take minutes; these tests are about who

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,10 +30,9 @@ from tests.integration.test_partitioning import clarion, wait
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def kafka() -> Iterator[ApacheKafka]:
-    with ApacheKafka() as broker:
-        yield broker
+@pytest.fixture
+def kafka(apache_kafka: ApacheKafka) -> ApacheKafka:
+    return apache_kafka
 
 
 def kafka_settings(kafka: ApacheKafka, tmp_path: Path, name: str) -> Settings:

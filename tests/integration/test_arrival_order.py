@@ -25,9 +25,8 @@ from schemas.events import event_from_dict
 from streams.app import EXAMPLE_POLICIES
 from streams.cli.demo import horizon, read_lines, start_worker, stop_worker
 from streams.kafka import topics
-from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
-from tests.conftest import STORIES, metrics, run_settings, wait_ready
+from tests.conftest import STORIES, Broker, metrics, run_settings, wait_ready
 from tests.integration.test_partitioning import compared, settled
 
 pytestmark = pytest.mark.integration
@@ -78,10 +77,15 @@ def with_librdkafka(settings: Settings, messages: list[tuple[str, bytes, bytes]]
 
 @pytest.mark.parametrize("client", ["aiokafka", "librdkafka"])
 def test_the_stories_in_the_worst_order_decide_as_policy_simulate(
-    broker: EmbeddedBroker, tmp_path: Path, client: str
+    on_both: Broker, tmp_path: Path, client: str
 ) -> None:
     settings = run_settings(
-        broker.bootstrap, tmp_path, "order", partitions=3, input_order_wait_ms=WAIT_MS
+        on_both.bootstrap,
+        tmp_path,
+        "order",
+        partitions=3,
+        input_order_wait_ms=WAIT_MS,
+        **on_both.settings,
     )
     messages = worst_order(settings)
     assert messages[0][0].endswith(topics.ACCOUNT_EVENTS)

@@ -26,8 +26,8 @@ from streams.cli.demo import (
     stop_worker,
 )
 from streams.kafka import topics
-from streams.kafka.broker import EmbeddedBroker
 from tests.benchmarks.memory import logged
+from tests.conftest import Broker
 from tests.integration.scaled import GROUPS, prepare
 
 # This test found the three restart faults in docs/operations.md, "Restarts".
@@ -48,9 +48,10 @@ def kill_when(proc: object, outbox: Path, at_least: int, timeout: float = 60.0) 
 
 
 def test_sigkill_twice_every_step_fires_exactly_once(
-    broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet
+    on_both: Broker, tmp_path: Path, policy: PolicySet
 ) -> None:
-    scaled = prepare(broker.bootstrap, tmp_path, policy, "crash")
+    broker = on_both
+    scaled = prepare(broker.bootstrap, tmp_path, policy, "crash", **broker.settings)
     settings, lines, expected, until = (
         scaled.settings,
         scaled.lines,

@@ -26,7 +26,7 @@ from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.kafka.guard import EXIT_CODE
 from streams.runtime.settings import Settings
 from tests import samples
-from tests.conftest import run_settings
+from tests.conftest import Broker, run_settings
 from tests.integration.test_partitioning import clarion, wait
 from tests.kafka_gateway import KafkaGateway
 
@@ -34,11 +34,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_an_input_too_large_to_keep_whole_is_dead_lettered_by_pointer_and_replayed(
-    broker: EmbeddedBroker, tmp_path: Path
+    on_both: Broker, tmp_path: Path
 ) -> None:
     """An 800 kB input in base64 is over the producer's 1 MB limit: today's letter keeps
     4 KiB, the length and the hash, and the replay reads the original back."""
-    settings = run_settings(broker.bootstrap, tmp_path, "big")
+    settings = run_settings(on_both.bootstrap, tmp_path, "big", **on_both.settings)
     profile = samples.event("customer.profile.updated", account_id=None)
     large = samples.event("transaction.large", event_id="evt-big", account_id="A-1")
     large["data"]["merchant"] = "M" * 800_000

@@ -13,18 +13,17 @@ from aiokafka import AIOKafkaProducer
 
 from streams.cli.demo import settings_env, settle, start_worker, stop_worker
 from streams.kafka import topics
-from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
 from tests import samples
-from tests.conftest import run_settings
+from tests.conftest import Broker, run_settings
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_ledger_explains_one_customer_and_only_that_one(
-    broker: EmbeddedBroker, tmp_path: Path
+    on_both: Broker, tmp_path: Path
 ) -> None:
-    settings = run_settings(broker.bootstrap, tmp_path, "ledger", partitions=3)
+    settings = run_settings(on_both.bootstrap, tmp_path, "ledger", partitions=3, **on_both.settings)
     ana, ben = "C-L1", "C-L2"
     messages = [
         samples.event(kind, customer_id=who, event_id=f"{who}-{kind}", account_id=account)

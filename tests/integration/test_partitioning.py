@@ -47,18 +47,18 @@ from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
 from tests import samples
-from tests.conftest import STORIES, metrics, run_settings
+from tests.conftest import STORIES, Broker, metrics, run_settings
 
 pytestmark = pytest.mark.integration
 
 
 def test_librdkafkas_default_partitioner_gives_the_decisions_murmur2_gives(
-    broker: EmbeddedBroker, tmp_path: Path
+    on_both: Broker, tmp_path: Path
 ) -> None:
     """The reference stories from confluent-kafka with its default partitioner (CRC32 of
     the key): 8 of the 10 customers land off their partition, are forwarded, and the
     pipeline decides what `policy simulate` does (as it does for a murmur2 producer)."""
-    settings = run_settings(broker.bootstrap, tmp_path, "rdk", partitions=4)
+    settings = run_settings(on_both.bootstrap, tmp_path, "rdk", partitions=4, **on_both.settings)
     lines = read_lines(STORIES)
     source = settings.topic(topics.ACCOUNT_EVENTS)
     with (tmp_path / "worker.log").open("wb") as log:

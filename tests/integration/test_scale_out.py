@@ -31,6 +31,7 @@ from streams.cli.demo import (
 from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.runtime.settings import Settings
+from tests.conftest import Broker
 from tests.integration.scaled import prepare
 
 pytestmark = pytest.mark.integration
@@ -53,8 +54,11 @@ BAD_LINES = [
 ]
 
 
-def run_two(broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet, stop_one: bool) -> None:
-    scaled = prepare(broker.bootstrap, tmp_path, policy, "scale")
+def run_two(
+    broker: EmbeddedBroker | Broker, tmp_path: Path, policy: PolicySet, stop_one: bool
+) -> None:
+    overrides = broker.settings if isinstance(broker, Broker) else {}
+    scaled = prepare(broker.bootstrap, tmp_path, policy, "scale", **overrides)
     settings, lines, expected, until = (
         scaled.settings.model_copy(update={"api_keys": SecretStr(API_KEY)}),
         scaled.lines,
@@ -136,6 +140,6 @@ def test_two_workers_share_the_customers_despite_bad_input(
 
 
 def test_one_worker_takes_over_the_others_partitions_and_timers(
-    broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet
+    on_both: Broker, tmp_path: Path, policy: PolicySet
 ) -> None:
-    run_two(broker, tmp_path, policy, stop_one=True)
+    run_two(on_both, tmp_path, policy, stop_one=True)

@@ -14,10 +14,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from schemas.decisions import Decision
 from streams.cli.demo import start_worker, stop_worker
 from streams.kafka import topics
-from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
 from tests import samples
-from tests.conftest import run_settings
+from tests.conftest import Broker, run_settings
 from tests.integration.test_hostile_input import send
 from tests.integration.test_partitioning import clarion, wait
 from tests.unit.test_repair import a_state, deep, stored_value
@@ -26,9 +25,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_an_unreadable_state_is_repaired_by_the_cli_and_the_refused_inputs_replayed(
-    broker: EmbeddedBroker, tmp_path: Path
+    on_both: Broker, tmp_path: Path
 ) -> None:
-    settings = run_settings(broker.bootstrap, tmp_path, "repair", partitions=2)
+    settings = run_settings(on_both.bootstrap, tmp_path, "repair", partitions=2, **on_both.settings)
     # C-1 as an older version stored them: a profile field nested 250 deep, and an opt-out
     # of SMS. C-7's state breaks a guard's record, so no repair can be proposed for it.
     asyncio.run(store(settings, "C-1", stored_value(a_state(profile__notes=deep(250)))))
