@@ -31,7 +31,7 @@ from streams.cli.demo import (
 from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.runtime.settings import Settings
-from tests.conftest import Broker
+from tests.conftest import Broker, wait_ready
 from tests.integration.scaled import prepare
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,11 @@ def run_two(
         b_settings = settings.model_copy(update={"web_port": free_port()})
         b = start_worker(b_settings, log_b)
         try:
+            # Both in the group before any input: on Kafka the first to join would otherwise
+            # take every partition and hand half over at the second's join. b is ready once
+            # its join is done, and a once the rebalance that join caused is.
+            wait_ready(b_settings, b)
+            wait_ready(settings, a)
             both = lambda: a.poll() is None and b.poll() is None  # noqa: E731
             mixed = lines if stop_one else with_bad_input(lines)
             feed = produce_lines(broker.bootstrap, settings.topic(topics.ACCOUNT_EVENTS), mixed)
