@@ -71,6 +71,7 @@ def decide(state: CustomerState, item: Input, now: datetime, policy: PolicySet) 
     if now.tzinfo is None:
         raise ValueError("now must be time-zone aware")
     run = _Run(state, policy, now.astimezone(UTC))
+    run.close_orphans()
     run.fire_due()
     if isinstance(item, Event):
         run.apply_event(item)
@@ -156,6 +157,19 @@ class _Run:
             case = self.cases[case_id] = case.copy()
             self.owned.add(case_id)
         return case
+
+    def close_orphans(self) -> None:
+        """Close each case whose escalation the policies in force no longer have.
+
+        A case is run by name against the policies of the moment (pinning a case to
+        the version it opened under is issue 22). Until then, a case left without its
+        escalation by a deploy is closed, on the ledger, rather than failing every
+        input of its customer."""
+        for case in list(self.cases.values()):
+            if case.escalation not in self.policy.escalations:
+                detail = f"the policies in force ({self.policy.version}) have no {case.escalation}"
+                self.record("closed", "escalation_removed", case, detail=detail)
+                del self.cases[case.case_id]
 
     # -- timers -----------------------------------------------------------------
 

@@ -641,3 +641,19 @@ def test_a_channel_turned_off_for_one_category_only_falls_back_there() -> None:
     sent = [d for d in out.decisions if d.action == "sent"]
     assert [(d.reason, d.channel) for d in sent] == [("fallback", "email")]
     assert sent[0].detail == "the customer turned sms off for collections"
+
+
+def test_a_case_whose_escalation_was_removed_is_closed_not_an_error() -> None:
+    """A deploy dropped an escalation with cases open: each such case is closed on the
+    ledger at the customer's next input, and the input itself goes on as usual."""
+    before = policy_of(LADDER)
+    opened = decide(customer(before), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, before)
+    assert opened.state.cases
+    after = policy_of(
+        ONE_SMS.replace("nudge:", "other:").replace("payment.missed", "payment.due_soon")
+    )
+    later = FRI_0900_CHI + timedelta(hours=1)
+    out = decide(opened.state, event("payment.received", later), later, after)
+    assert rows(out)[0] == ("closed", "escalation_removed")
+    assert out.state.cases == {}
+    assert "have no collect" in (out.decisions[0].detail or "")
