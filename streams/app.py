@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import faust
+import structlog
 
 from channels.base import Channel
 from channels.router import ChannelRouter
@@ -33,8 +34,12 @@ from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 from streams.web import api, page, probes, webhooks
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_POLICIES = REPO_ROOT / "deploy" / "policies"
+log = structlog.get_logger(__name__)
+
+BUNDLED = Path(__file__).parent / "bundled"
+"""The example policies, templates and demo events, shipped in the wheel as package data
+(in the checkout, `streams/bundled` is a link to `deploy/`, where they are kept)."""
+EXAMPLE_POLICIES = BUNDLED / "policies"
 
 
 def policies_dir(settings: Settings) -> Path:
@@ -54,6 +59,13 @@ def create_app(
 ) -> faust.App:
     """A worker's app for `settings.role`; `channel` serves every channel (tests, the demo)."""
     policy = policy or load_directory(policies_dir(settings))
+    log.info(
+        "worker.policies",
+        role=settings.role,
+        policies=str(policies_dir(settings)),
+        version=policy.version,
+        escalations=len(policy.escalations),
+    )
     app = _faust_app(settings)
     metrics = Metrics()
     out = outlets(app, settings, metrics)

@@ -30,14 +30,14 @@ from policies.simulator import default_until
 from schemas.dead_letters import DeadLetter
 from schemas.decisions import Decision
 from schemas.intake import Rejection, check_event
-from streams.app import REPO_ROOT
+from streams.app import BUNDLED
 from streams.cli import timeline
 from streams.intake.timers import clock_message
 from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker, die_with_parent, free_port
 from streams.runtime.settings import Settings
 
-DEMO_DIR = REPO_ROOT / "deploy" / "demo"
+DEMO_DIR = BUNDLED / "demo"
 
 
 class DemoError(RuntimeError):

@@ -129,9 +129,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
+    from streams.app import EXAMPLE_POLICIES
     from streams.cli import policy
 
-    return policy.check(args.directory, args.templates, args.strict, sys.stdout, sys.stderr)
+    directory = args.directory or EXAMPLE_POLICIES
+    return policy.check(directory, args.templates, args.strict, sys.stdout, sys.stderr)
 
 
 def _policy_simulate(args: argparse.Namespace) -> int:
@@ -274,7 +276,9 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     check = policy.add_parser(
         "check", help="validate a policy directory (errors exit 1; --strict fails on warnings)"
     )
-    check.add_argument("directory", type=Path)
+    check.add_argument(
+        "directory", type=Path, nargs="?", help="default: the bundled example policies"
+    )
     check.add_argument("--templates", type=Path, help="template directory (default: beside)")
     check.add_argument("--strict", action="store_true", help="compliance warnings fail too")
     sim = policy.add_parser(
