@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict schemas policies channels streams
 	$(BIN)/lint-imports
+	$(BIN)/hadolint deploy/Dockerfile
 
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz --inputs $(or $(INPUTS),10000) --http $(or $(HTTP),200) \

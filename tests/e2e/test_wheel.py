@@ -10,6 +10,7 @@ worker` comes up on a broker and stops cleanly.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,8 +30,23 @@ pytestmark = pytest.mark.integration
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin directory of a fresh venv holding only the wheel and its dependencies."""
     where = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools leaves build/ in the tree it builds, and a stale
+    # build/lib there would go into the next wheel.
+    source = where / "src"
+    skip = shutil.ignore_patterns(".*", "build", "dist", "var", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, source, symlinks=True, ignore=skip)
     wheels = where / "dist"
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)]
+    build = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "-q",
+        "-w",
+        str(wheels),
+        str(source),
+    ]
     subprocess.run(build, check=True, timeout=300)
     [wheel] = wheels.glob("clarion-*.whl")
     venv = where / "venv"
