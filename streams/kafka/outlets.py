@@ -118,31 +118,21 @@ def outlets(app: ClarionApp, settings: Settings, metrics: Metrics) -> Outlets:
         )
 
     async def forward(event: faust.EventT[bytes], partition: int) -> None:
-        msg = event.message
-        whence = f"{msg.topic}/{msg.partition}/{msg.offset}".encode()
-        delivery = asyncio.ensure_future(
-            await app.producer.send(
-                msg.topic,
-                msg.key,
-                msg.value,
-                partition,
-                msg.timestamp,
-                [(FORWARDED_FROM, whence)],
-            )
-        )
-        app.guard.watch(delivery)
+        await _forward(app, event, partition)
 
     return Outlets(
-        topic,
-        produce,
-        deliver,
-        record,
-        record_encoded,
-        dead_letter,
-        forward,
-        metrics,
-        app.guard,
+        topic, produce, deliver, record, record_encoded, dead_letter, forward, metrics, app.guard
     )
+
+
+async def _forward(app: ClarionApp, event: faust.EventT[bytes], partition: int) -> None:
+    """The input as it came (key, value, timestamp) to `partition` of its topic; the guard
+    follows the delivery, so the original is committed only once the copy is on the broker."""
+    msg = event.message
+    whence = f"{msg.topic}/{msg.partition}/{msg.offset}".encode()
+    headers = [(FORWARDED_FROM, whence)]
+    sent = await app.producer.send(msg.topic, msg.key, msg.value, partition, msg.timestamp, headers)
+    app.guard.watch(asyncio.ensure_future(sent))
 
 
 def enter(event: faust.EventT[bytes]) -> None:
