@@ -35,12 +35,11 @@ class Trail:
 async def read_trail(settings: Settings, customer: str) -> Trail:
     key = customer.encode()
     partition = topics.home_partition(key, settings.partitions)
-    # The customers table's changelog key is Faust's JSON encoding of the id.
-    keys = {key, json.dumps(customer).encode()}
+    keys = stored.changelog_keys(customer)
     names = (
         settings.topic(topics.DECISIONS),
         settings.topic(topics.DEAD_LETTERS),
-        f"{settings.app_id}-customers-changelog",
+        stored.changelog_topic(settings.app_id),
     )
     async with topics.connected(settings, AIOKafkaConsumer) as consumer:
         parts = [TopicPartition(name, partition) for name in names]

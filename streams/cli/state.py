@@ -58,22 +58,14 @@ class Stored:
 
     def problem(self) -> str | None:
         """Why the state does not read; None when it does."""
-        try:
-            stored.state(self.value)
-        except ValidationError as exc:
-            return field_errors(exc)
-        except RecursionError:
-            return "nested too deep to read"
-        except ValueError as exc:
-            return str(exc)
-        return None
+        return stored.unreadable(self.value)
 
 
 async def read_stored(settings: Settings, customer: str) -> Stored | None:
     """The customer's value as the worker stored it last; None when none is stored."""
     partition = topics.home_partition(customer.encode(), settings.partitions)
-    tp = TopicPartition(f"{settings.app_id}-customers-changelog", partition)
-    keys = {customer.encode(), json.dumps(customer).encode()}  # Faust's JSON key, or raw
+    tp = TopicPartition(stored.changelog_topic(settings.app_id), partition)
+    keys = stored.changelog_keys(customer)
     async with topics.connected(settings, AIOKafkaConsumer) as consumer:
         if tp.topic not in await consumer.topics():
             return None

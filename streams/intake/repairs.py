@@ -46,11 +46,7 @@ def check(value: bytes, key: bytes | None, current: object) -> Accepted | str:
         return f"not a state repair: {field_errors(exc)}"
     if key != repair.customer_id.encode():
         return f"the key is not the customer id {repair.customer_id!r}"
-    try:
-        stored.state(current)
-    except (ValueError, RecursionError):
-        pass  # unreadable: what a repair is for
-    else:
+    if stored.unreadable(current) is None:
         return (
             f"customer {repair.customer_id!r} has no unreadable state (it reads, it was "
             "repaired already, or none is stored); a repair replaces only one that does not read"

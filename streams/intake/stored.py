@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from policies.state import CustomerState
+from schemas.intake import field_errors
 
 _OPEN = b'{"partition":'
 _DUE = b',"due":'
@@ -76,6 +79,29 @@ def state(value: object) -> CustomerState | None:
         older = _older(value)
         return None if older is None else CustomerState.model_validate(older["state"])
     return CustomerState.model_validate_json(value[ends + len(_STATE) : -1])
+
+
+def changelog_topic(app_id: str) -> str:
+    """The `customers` table's changelog, as Faust names it (the app id is its prefix)."""
+    return f"{app_id}-customers-changelog"
+
+
+def changelog_keys(customer: str) -> set[bytes]:
+    """A customer's key on the changelog: Faust's JSON encoding of the id (raw, from tools)."""
+    return {customer.encode(), json.dumps(customer).encode()}
+
+
+def unreadable(value: object) -> str | None:
+    """Why a stored value's state does not read, in words; None when it reads (or is empty)."""
+    try:
+        state(value)
+    except ValidationError as exc:
+        return field_errors(exc)
+    except RecursionError:
+        return "nested too deep to read"
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def decoded(value: bytes) -> object:

@@ -73,7 +73,7 @@ def template_state() -> str:
 
 async def write_changelog(settings: Settings, cases: int) -> int:
     """The `customers` changelog holding `cases` customers, each with one open case."""
-    name = f"{settings.app_id}-customers-changelog"
+    name = stored.changelog_topic(settings.app_id)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:

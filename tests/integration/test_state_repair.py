@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.decisions import Decision
 from streams.cli.demo import start_worker, stop_worker
+from streams.intake import stored
 from streams.kafka import topics
 from streams.runtime.settings import Settings
 from tests import samples
@@ -97,7 +98,7 @@ def test_an_unreadable_state_is_repaired_by_the_cli_and_the_refused_inputs_repla
 
 async def store(settings: Settings, customer: str, value: bytes) -> None:
     """What an older worker left on the customers table's changelog."""
-    changelog = f"{settings.app_id}-customers-changelog"
+    changelog = stored.changelog_topic(settings.app_id)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
