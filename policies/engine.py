@@ -21,7 +21,7 @@ from policies.calendar import due_after
 from policies.conditions import holds
 from policies.contacts import Blocked, Target, candidates, category_block, reach
 from policies.guards import GuardBlock, History, check, lookback, zones
-from policies.model import Category, Escalation, Ladder, PolicySet, Send, Step
+from policies.model import Category, Duration, Escalation, Ladder, PolicySet, Send, Step
 from policies.state import (
     Case,
     Cease,
@@ -417,12 +417,15 @@ class _Run:
     # -- steps ------------------------------------------------------------------
 
     def schedule(self, ladder: Ladder, case: Case) -> tuple[Pending, ...]:
-        zone = zones(self.state, self.policy)[0]
-        holidays = _index(self.policy).holidays
         return tuple(
-            Pending(step=i, due=due_after(case.origin, step.after, zone, holidays))
+            Pending(step=i, due=self.after(case.origin, step.after))
             for i, step in enumerate(ladder.steps)
         )
+
+    def after(self, origin: datetime, length: Duration) -> datetime:
+        """`length` past `origin` on the customer's calendar (business days in their zone)."""
+        zone = zones(self.state, self.policy)[0]
+        return due_after(origin, length, zone, _index(self.policy).holidays)
 
     def run_step(self, case_id: str, pending: Pending) -> None:
         case = self.cases[case_id]
@@ -545,23 +548,21 @@ class _Run:
             isinstance(r, Blocked) and r.reason == "no_contact_point" for r in found
         )
 
+    def contact_wait(self, esc: Escalation) -> Duration:
+        return esc.contact_wait or self.policy.contact_wait
+
     def contact_deadline(
         self, esc: Escalation, since: datetime, deadline: datetime | None = None
     ) -> datetime:
         """Until when a step waits for a contact point: its wait, or its deadline if sooner."""
-        wait = esc.contact_wait or self.policy.contact_wait
-        zone, holidays = zones(self.state, self.policy)[0], _index(self.policy).holidays
-        until = due_after(since, wait, zone, holidays)
+        until = self.after(since, self.contact_wait(esc))
         return until if deadline is None else min(until, deadline)
 
     def deadline(self, case: Case, step: Step) -> datetime | None:
         """When a step with a `deadline` must have gone: counted from the case's opening,
         which is never after its first message, so a notice the law times from the
         first communication (Reg F 1006.34: within five days) is in time."""
-        if step.deadline is None:
-            return None
-        zone, holidays = zones(self.state, self.policy)[0], _index(self.policy).holidays
-        return due_after(case.opened_at, step.deadline, zone, holidays)
+        return None if step.deadline is None else self.after(case.opened_at, step.deadline)
 
     def hold_for_contact(
         self,
@@ -577,7 +578,7 @@ class _Run:
         step's deadline) runs out; then a letter for a required category or a step with a
         deadline, else suppressed. Whether it is held."""
         until = self.contact_deadline(esc, p.waiting_since or self.now, deadline)
-        wait = esc.contact_wait or self.policy.contact_wait
+        wait = self.contact_wait(esc)
         if until > self.now:
             said = f"{blocked.detail}; held for a profile or contact change, {wait} at most"
             self.record(

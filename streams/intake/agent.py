@@ -218,10 +218,11 @@ class Intake:
             await self.fire_due(work, event, now)
             return
         for _ in range(1000):  # each firing moves the customer's due instant on
-            due = work.due(customer)
-            if due is None or datetime.fromisoformat(due) > now:
+            stamp = work.due(customer)
+            due = None if stamp is None else datetime.fromisoformat(stamp)
+            if due is None or due > now:
                 return
-            await self.apply(work, customer, event, Tick(customer), datetime.fromisoformat(due))
+            await self.apply(work, customer, event, Tick(customer), due)
         raise RuntimeError(f"customer {customer!r} had over 1000 steps due by {now.isoformat()}")
 
     async def fire_due(self, work: Working, event: faust.EventT[bytes], upto: datetime) -> None:

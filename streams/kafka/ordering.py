@@ -102,9 +102,10 @@ class CrossTopicOrder:
                 continue
             queue = self._held.setdefault(tp, deque())
             queue.extend((self._stamp(r), now, r) for r in records)
+        busy = {tp.partition for tp, queue in self._held.items() if queue}
         groups: dict[int, list[TP]] = {}
-        for tp in assigned:
-            if tp.topic in self.topics:
+        for tp in assigned:  # only partitions with something held: the rest have no turn
+            if tp.topic in self.topics and tp.partition in busy:
                 groups.setdefault(tp.partition, []).append(tp)
         for members in groups.values():
             order += self._merge(sorted(members), now, caught_up)
