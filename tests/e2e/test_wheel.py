@@ -63,15 +63,22 @@ def outside(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_the_installed_wheel_checks_the_bundled_policies(installed: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [str(installed / "clarion"), "policy", "check"],
+def clarion(
+    installed: Path, tmp_path: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The installed `clarion`, run outside the checkout."""
+    return subprocess.run(
+        [str(installed / "clarion"), *args],
         cwd=tmp_path,
         env=outside(tmp_path),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+def test_the_installed_wheel_checks_the_bundled_policies(installed: Path, tmp_path: Path) -> None:
+    done = clarion(installed, tmp_path, "policy", "check", timeout=120)
     assert done.returncode == 0, done.stderr
     last = done.stdout.splitlines()[-1]
     assert "site-packages/streams/bundled/policies: 9 escalations" in last
@@ -80,14 +87,7 @@ def test_the_installed_wheel_checks_the_bundled_policies(installed: Path, tmp_pa
 
 
 def test_the_installed_wheel_runs_the_demo(installed: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [str(installed / "clarion"), "demo", "--workdir", str(tmp_path / "demo")],
-        cwd=tmp_path,
-        env=outside(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = clarion(installed, tmp_path, "demo", "--workdir", str(tmp_path / "demo"))
     assert done.returncode == 0, done.stderr
     assert "91 decisions (27 messages sent), 4 dead-letters" in done.stdout
 

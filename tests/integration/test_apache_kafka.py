@@ -24,6 +24,7 @@ from streams.kafka import topics
 from streams.runtime.settings import Settings
 from tests import samples
 from tests.apache_kafka import ApacheKafka
+from tests.conftest import KAFKA_SETTINGS
 from tests.integration.test_hostile_input import causes, send
 from tests.integration.test_partitioning import clarion, wait
 
@@ -43,9 +44,7 @@ def kafka_settings(kafka: ApacheKafka, tmp_path: Path, name: str) -> Settings:
         app_id=f"clarion-{name}-{run}",
         topic_prefix=f"{name}{run}.",
         log_format="json",
-        session_timeout_s=6.0,  # Kafka's group.min.session.timeout.ms
-        heartbeat_interval_s=1.0,
-        fetch_max_wait_ms=None,  # Kafka answers a fetch as soon as data arrives
+        **KAFKA_SETTINGS,
     )
 
 
