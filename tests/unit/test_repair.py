@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -213,3 +214,25 @@ def test_the_worker_applies_a_repair_only_over_the_unreadable_value_it_was_made_
     assert "not the one this repair was made for" in str(refusals["another value"])
     assert "would not read back" in str(refusals["still poisoned"])
     assert str(refusals["not a repair"]).startswith("not a state repair: ")
+
+
+def test_a_state_written_by_hand_is_refused_with_the_files_reason(tmp_path: Path) -> None:
+    """`clarion state repair --from FILE`: a file that is not JSON, not a state, another
+    customer's, or still unreadable is refused with a reason that names the file."""
+    from streams.cli.state import Stored, proposal
+
+    found = Stored("C-1", 0, stored_value(a_state(profile__notes=deep(250))))
+    cases = {
+        "bad.json": ("{not json", "bad.json: "),
+        "shape.json": (json.dumps({"customer_id": "C-1", "ceases": "x"}), "shape.json: ceases"),
+        "other.json": (json.dumps({**a_state(), "customer_id": "C-2"}), "the state of 'C-2'"),
+    }
+    for name, (text, said) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        plan = proposal(found, path)
+        assert plan.state is None and said in plan.refused[0], plan.refused
+    whole = tmp_path / "whole.json"  # the stored value as `show --raw` prints it
+    whole.write_text(json.dumps({"partition": 0, "due": None, "state": a_state()}))
+    assert proposal(found, whole).state == CustomerState.model_validate(a_state())
+    assert proposal(found, tmp_path / "missing.json").refused[0].startswith(str(tmp_path))
