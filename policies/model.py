@@ -1,4 +1,4 @@
-"""The policy language as data (``../shared/spec/policy-format.md``).
+"""The policy language as data (``docs/policy-language.md``).
 
 Unknown keys are errors everywhere (``extra="forbid"``): a typo such as
 ``stop_onn`` must fail the check, not silently switch a guard off.
@@ -213,7 +213,7 @@ class Escalation(_Strict):
 def _known_types(names: list[str]) -> None:
     for name in names:
         if name not in EVENT_TYPES:
-            raise ValueError(f"{name!r} is not an event type (see events.md)")
+            raise ValueError(f"{name!r} is not an event type (see docs/events.md)")
 
 
 class PolicyFile(_Strict):

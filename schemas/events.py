@@ -1,4 +1,4 @@
-"""Account events: the envelope and every v1 event type (``../shared/spec/events.md``).
+"""Account events: the envelope and every v1 event type (``docs/events.md``).
 
 `AccountEvent` is a discriminated union on ``type``, so a payload is checked
 against exactly one shape and an error names the field that broke it.

@@ -20,7 +20,6 @@ from streams.runtime.settings import Settings
 from tests.apache_kafka import ApacheKafka
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 POLICIES = ROOT / "deploy" / "policies"
 STORIES = ROOT / "deploy" / "demo" / "stories.jsonl"
 MALFORMED = ROOT / "deploy" / "demo" / "malformed.jsonl"

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from schemas.events import EVENT_DATA, event_from_dict, parse_event
 from tests import samples
-from tests.conftest import SHARED, STORIES
+from tests.conftest import STORIES
 
 
 @pytest.mark.parametrize("type_name", sorted(EVENT_DATA))
@@ -25,21 +25,11 @@ def test_there_is_a_sample_for_every_type() -> None:
     assert set(samples.DATA) == set(EVENT_DATA)
 
 
-@pytest.mark.parametrize("path", [STORIES, SHARED / "examples" / "events" / "stories.jsonl"])
-def test_every_story_event_validates(path) -> None:  # type: ignore[no-untyped-def]
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+def test_every_story_event_validates() -> None:
+    lines = [line for line in STORIES.read_text().splitlines() if line.strip()]
     assert len(lines) == 33
     for line in lines:
         parse_event(line)
-
-
-def test_the_demo_carries_the_shared_stories_unchanged() -> None:
-    shared = SHARED / "examples" / "events" / "stories.jsonl"
-    if not shared.exists():
-        pytest.skip("shared/ not beside the checkout")
-    assert STORIES.read_text() == shared.read_text()
 
 
 def test_money_is_decimal_and_keeps_its_digits() -> None:
