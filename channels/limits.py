@@ -90,6 +90,12 @@ class CircuitBreaker:
             return True
         return False
 
+    def state_at(self, now: float) -> Literal["closed", "open", "half_open"]:
+        """The state a call at `now` would find: an open circuit past its cool-down lets a trial."""
+        if self.state == "open" and now - self.opened_at >= self.cooldown_s:
+            return "half_open"
+        return self.state
+
     def reopens_at(self) -> float:
         """When an open circuit lets a trial through (monotonic seconds)."""
         return self.opened_at + self.cooldown_s

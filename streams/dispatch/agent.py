@@ -129,7 +129,7 @@ def _dispatcher(
         flush=app.producer.flush,
         accepted=accepted,
     )
-    return Dispatcher(settings, templates, channels, sinks, links)
+    return Dispatcher(settings, templates, channels, sinks, links, out.metrics)
 
 
 async def _run_batch(

@@ -40,6 +40,7 @@ from schemas.decisions import Decision, dispatched_decision
 from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams.dispatch.handled import HandledIds
 from streams.runtime.clock import now_for
+from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -100,6 +101,9 @@ class Sinks:
     """Told of each message a provider took (SMS reply routing, live calls)."""
 
 
+_CIRCUIT_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -108,8 +112,10 @@ class Dispatcher:
         channels: ChannelRouter,
         sinks: Sinks,
         links: Callable[[NotificationRequest], dict[str, str]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.links = links or (lambda request: {})
+        self.metrics = metrics or Metrics()
         self.settings, self.templates, self.channels, self.sinks = (
             settings,
             templates,
@@ -119,6 +125,14 @@ class Dispatcher:
         self._in_flight = asyncio.Semaphore(settings.dispatch_concurrency)
         self._buckets: dict[str, TokenBucket] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
+        for route in channels.routes:  # every provider's breaker is on /metrics from the start
+            self._breaker(channels.provider_for(route))
+        self.metrics.gauges(
+            "clarion_circuit_state",
+            "A provider's circuit breaker: 0 closed, 1 half-open (one trial call), 2 open.",
+            ("provider",),
+            self._breaker_states,
+        )
         self._rendered: dict[str, Message] = {}
 
     async def run(
@@ -195,6 +209,7 @@ class Dispatcher:
         async with self._in_flight:
             result = await self.channels.send(message)
         breaker.record(result.outcome, time.monotonic())
+        self.metrics.provider_calls.inc(result.provider, request.channel, result.outcome)
         return result
 
     # -- phase 4 ----------------------------------------------------------------
@@ -276,6 +291,13 @@ class Dispatcher:
                 s.breaker_failures, s.breaker_cooldown_s
             )
         return found
+
+    def _breaker_states(self) -> dict[tuple[str, ...], float]:
+        now = time.monotonic()
+        return {
+            (provider,): _CIRCUIT_STATES[breaker.state_at(now)]
+            for provider, breaker in self.breakers.items()
+        }
 
     def _bucket(self, provider: str, channel: str) -> TokenBucket:
         """One bucket per provider and sender (each Twilio number has its own rate)."""

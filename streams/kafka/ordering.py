@@ -19,7 +19,7 @@ quiet. Each partition of each topic is still read in its own order, so a
 record held back holds back only what is behind it, and Faust's commits, which
 follow acknowledgements, never pass a record not yet handed on.
 
-It sits in the consumer (`transport._Consumer._getmany`) rather than in the
+It sits in the consumer (`transport.Consumer._getmany`) rather than in the
 agent, because a record not handed to Faust yet is nobody's to acknowledge, and
 the fetch loop comes round every fetch wait, so the waits end on time without
 new input.

@@ -89,7 +89,7 @@ def outlets(app: ClarionApp, settings: Settings, metrics: Metrics) -> Outlets:
 
     async def record_encoded(decision: Decision, value: bytes) -> None:
         await produce(decisions_name, decision.customer_id.encode(), value)
-        metrics.decisions.inc(decision.action, decision.channel or "")
+        metrics.decisions.inc(decision.action, decision.channel or "", decision.reason)
         if decision.action == "handoff":
             await produce(agent_tasks_name, decision.customer_id.encode(), value)
 

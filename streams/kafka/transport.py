@@ -189,7 +189,7 @@ def table(app: faust.App, name: str, **options: Any) -> ClarionTable:
 _BULK: dict[type, type] = {memory.Store: BulkLoadedStore, rocksdb.Store: BulkLoadedRocksDBStore}
 
 
-class _Consumer(driver.Consumer):
+class Consumer(driver.Consumer):
     _held: set[TP] | None = None
     """Stream partitions whose resume waits until the flow resumes (see the module doc)."""
 
@@ -287,6 +287,29 @@ class _Consumer(driver.Consumer):
             return False
         return bool(state.position >= state.highwater)
 
+    def lag(self) -> dict[tuple[str, ...], float]:
+        """Per stream partition: what the broker held at the last fetch past the commit.
+
+        The commit is this worker's last one; before its first, the position it
+        resumed from. Changelog partitions are left out: a table's standby
+        readers are not behind on work.
+        """
+        client = self._thread._consumer
+        if client is None or client._subscription.subscription is None:
+            return {}
+        found: dict[tuple[str, ...], float] = {}
+        assignment = client._subscription.subscription.assignment
+        for tp in assignment.tps if assignment is not None else ():
+            faust_tp, state = TP(tp.topic, tp.partition), assignment.state_value(tp)
+            if self._is_changelog_tp(faust_tp) or state is None or state.highwater is None:
+                continue
+            done = self._committed_offset.get(faust_tp)
+            if done is None:
+                done = state.position if state.has_valid_position else None
+            if done is not None:
+                found[(tp.topic, str(tp.partition))] = float(max(0, state.highwater - done))
+        return found
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         order = cast(ClarionApp, self.app).input_order
         if order is not None:
@@ -364,7 +387,7 @@ def _transport(wait_ms: int | None) -> type[driver.Transport]:
                 consumer._fetch_max_wait_ms = wait_ms  # read when it starts, which is later
             return consumer
 
-    class WaitingConsumer(_Consumer):
+    class WaitingConsumer(Consumer):
         def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

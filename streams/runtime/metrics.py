@@ -1,18 +1,22 @@
 """What a worker has done, for Prometheus to scrape at `/metrics`.
 
-Counters of inputs by outcome, dead letters by reason and decisions by action,
-and gauges read when scraped (timers pending, readiness). They are in-process
+Counters of inputs by outcome, dead letters by code, decisions by action and
+reason, and provider calls by outcome; gauges read when scraped (timers
+pending, readiness, circuit breakers, consumer lag). They are in-process
 and reset with the worker, as Prometheus counters do; its `rate()` and
 `increase()` handle the resets. The text format is Prometheus' own
 exposition format (version 0.0.4): small enough to write here rather than
 bring in a client library for it.
 
-No label carries customer data: topics, codes, actions and channels only.
+No label carries customer data: topics, partitions, codes, reasons, actions,
+channels and providers only. A decision's `reason` is a code from a fixed set
+(schemas/decisions.py), so the label stays small.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 """aiohttp adds the charset (utf-8) itself, and refuses a type that names one."""
@@ -79,15 +83,21 @@ class Metrics:
         )
         self.decisions = self._counter(
             "clarion_decisions_total",
-            "Rows written to the decisions ledger, by action and channel ('' for none).",
-            ("action", "channel"),
+            "Rows written to the decisions ledger, by action, channel ('' for none) and reason.",
+            ("action", "channel", "reason"),
+        )
+        self.provider_calls = self._counter(
+            "clarion_provider_calls_total",
+            "Calls to a provider, by provider, channel and outcome "
+            "(accepted, transient: retried, permanent: not retried).",
+            ("provider", "channel", "outcome"),
         )
         self.lateness = Histogram(
             "clarion_timer_lateness_seconds",
             "How long after its due instant a step fired (wall clock only).",
             (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
         )
-        self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+        self._gauges: list[_Gauge] = []
 
     def _counter(self, name: str, help_text: str, labels: tuple[str, ...]) -> Counter:
         counter = Counter(name, help_text, labels)
@@ -96,7 +106,17 @@ class Metrics:
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """A value read at each scrape (`read` must be quick and must not block)."""
-        self._gauges.append((name, help_text, read))
+        self._gauges.append(_Gauge(name, help_text, (), lambda: {(): read()}))
+
+    def gauges(
+        self,
+        name: str,
+        help_text: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+    ) -> None:
+        """Values by label values, read at each scrape (quick, never blocking)."""
+        self._gauges.append(_Gauge(name, help_text, labels, read))
 
     def render(self) -> str:
         lines: list[str] = []
@@ -106,10 +126,20 @@ class Metrics:
         lateness = self.lateness
         lines += [f"# HELP {lateness.name} {lateness.help}", f"# TYPE {lateness.name} histogram"]
         lines += lateness.samples()
-        for name, help_text, read in self._gauges:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-            lines.append(f"{name} {_number(read())}")
+        for gauge in self._gauges:
+            lines += [f"# HELP {gauge.name} {gauge.help}", f"# TYPE {gauge.name} gauge"]
+            lines += [
+                f"{gauge.name}{_labels(gauge.labels, values)} {_number(value)}"
+                for values, value in sorted(gauge.read().items())
+            ]
         return "\n".join(lines) + "\n"
+
+
+class _Gauge(NamedTuple):
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    read: Callable[[], Mapping[tuple[str, ...], float]]
 
 
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:

@@ -8,9 +8,9 @@ second before it exits, so a probe never reports a dead worker as alive.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from streams.kafka.transport import ClarionApp
+from streams.kafka.transport import ClarionApp, Consumer
 from streams.runtime.metrics import CONTENT_TYPE, Metrics
 
 
@@ -26,6 +26,13 @@ def install(app: ClarionApp, metrics: Metrics, pending: Callable[[], int] | None
     metrics.gauge("clarion_ready", "1 when tables are recovered and no rebalance runs.", is_ready)
     if pending is not None:
         metrics.gauge("clarion_pending_timers", "Timers this worker holds.", pending)
+    metrics.gauges(
+        "clarion_consumer_lag",
+        "Messages on the broker past this worker's committed offset, by stream partition "
+        "(as of the last fetch).",
+        ("topic", "partition"),
+        lambda: cast(Consumer, app.consumer).lag(),
+    )
 
     def liveness(web: Any) -> Any:
         if app.guard.halted is not None:

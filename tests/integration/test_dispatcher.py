@@ -170,10 +170,16 @@ async def test_the_circuit_opens_on_an_outage_and_closes_on_recovery(twilio: Fak
     assert d.breakers["twilio"].state == "open"
     assert twilio.behaviour.requests == 2  # the last two were held, not sent
     assert len(seen.decisions) == 2 and len(seen.retries) == 4
+    # What /metrics says of it: two transient calls, and the circuit open.
+    assert d.metrics.provider_calls.value("twilio", "sms", "transient") == 2
+    assert 'clarion_circuit_state{provider="twilio"} 2' in d.metrics.render().splitlines()
     twilio.behaviour.outage_status = None
     await asyncio.sleep(0.25)
+    assert 'clarion_circuit_state{provider="twilio"} 1' in d.metrics.render().splitlines()
     await d.run([seen.retries[2]], nothing)  # the half-open trial
     assert d.breakers["twilio"].state == "closed"
+    assert 'clarion_circuit_state{provider="twilio"} 0' in d.metrics.render().splitlines()
+    assert d.metrics.provider_calls.value("twilio", "sms", "accepted") == 1
     await d.channels.close()
 
 

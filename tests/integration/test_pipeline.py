@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from channels.sandbox import read_outbox
 from schemas.dead_letters import DeadLetter
-from schemas.decisions import Decision
+from schemas.decisions import Action, Decision
 from streams.cli.demo import demo_settings, settle, start_worker, stop_worker
 from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.runtime.settings import Settings
 from tests import samples
-from tests.conftest import STORIES, metrics
+from tests.conftest import ROOT, STORIES, metrics
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +129,23 @@ def test_stories_and_malformed_messages(settings: Settings, worker: object) -> N
         assert counted == sum(1 for d in decisions if d.action == action), action
     assert scraped["clarion_ready"] == 1
     assert "clarion_pending_timers" in scraped
+    calls = sum(v for k, v in scraped.items() if k.startswith("clarion_provider_calls_total{"))
+    assert calls == sum(1 for d in decisions if d.action == "dispatched")
+    assert scraped['clarion_circuit_state{provider="sandbox"}'] == 0
+    # Everything on the inputs was committed: the lag of each of their partitions is 0.
+    for partition in range(settings.partitions):
+        assert scraped[f'clarion_consumer_lag{{topic="{source}",partition="{partition}"}}'] == 0
+
+    # Every metric the Grafana dashboard queries is one this worker publishes.
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "clarion.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    queried = {name for expr in queries for name in re.findall(r"\bclarion_\w+", expr)}
+    published = {key.split("{")[0] for key in scraped}
+    assert queried and queried <= published, sorted(queried - published)
+    actions = {
+        a for expr in queries for m in re.findall(r'action=~?"([^"]+)"', expr) for a in m.split("|")
+    }
+    assert actions <= set(get_args(Action)), sorted(actions - set(get_args(Action)))
 
 
 def test_intake_and_dispatch_apart_give_the_same_answer(settings: Settings, tmp_path: Path) -> None:

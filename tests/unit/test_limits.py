@@ -38,6 +38,8 @@ def test_the_breaker_opens_waits_lets_one_trial_through_and_closes() -> None:
     breaker.record("transient", 1.0)
     assert breaker.state == "closed" and breaker.allows(1.0)
     breaker.record("transient", 2.0)
+    assert breaker.state_at(6.9) == "open" and breaker.state_at(7.0) == "half_open"
+    assert breaker.state == "open"  # reading what a call would find changes nothing
     assert breaker.state == "open" and not breaker.allows(6.9)
     assert breaker.allows(7.0) and not breaker.allows(7.0)  # one trial only
     breaker.record("transient", 7.5)
