@@ -34,10 +34,18 @@ $(JAVA_TOOLS):
 	|| ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless maven >/dev/null)
 
+# kustomize renders deploy/k8s in the tests (tests/unit/test_kubernetes.py); built from the Go
+# module proxy into the venv, with the machine's Go (1.22 or newer).
+GO        ?= $(shell command -v go || echo /usr/local/go/bin/go)
+KUSTOMIZE := $(BIN)/kustomize
+
+$(KUSTOMIZE): | $(STAMP)
+	GOBIN=$(abspath $(BIN)) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
+
 demo: $(STAMP)
 	$(BIN)/clarion demo
 
-test: $(STAMP) $(BROWSER) $(JAVA_TOOLS) lint
+test: $(STAMP) $(BROWSER) $(JAVA_TOOLS) $(KUSTOMIZE) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

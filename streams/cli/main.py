@@ -162,6 +162,46 @@ def _policy_diff(args: argparse.Namespace) -> int:
     )
 
 
+def _policy_configmap(args: argparse.Namespace) -> int:
+    from streams.cli import configmap, policy
+
+    written = args.directory / configmap.KUSTOMIZATION
+    try:
+        text = configmap.kustomization(args.directory, args.name)
+    except (configmap.ConfigMapError, OSError) as exc:
+        print(f"clarion policy configmap: {exc}", file=sys.stderr)
+        return 1
+    if args.check:
+        if written.is_file() and written.read_text() == text:
+            return 0
+        print(
+            f"clarion policy configmap: {written} is not up to date; "
+            f"run: clarion policy configmap {args.directory}",
+            file=sys.stderr,
+        )
+        return 1
+    if policy.check(args.directory, None, args.strict, sys.stdout, sys.stderr) != 0:
+        print(f"clarion policy configmap: {written} not written", file=sys.stderr)
+        return 1
+    written.write_text(text)
+    print(
+        f"wrote {written}: ConfigMap {args.name} of {len(configmap.files_of(args.directory))} files"
+    )
+    return 0
+
+
+def _policy_unpack(args: argparse.Namespace) -> int:
+    from streams.cli import configmap, policy
+
+    try:
+        files = configmap.unpack(args.source, args.target)
+    except (configmap.ConfigMapError, OSError) as exc:
+        print(f"clarion policy unpack: {exc}", file=sys.stderr)
+        return 1
+    print(f"unpacked {len(files)} files from {args.source} to {args.target}")
+    return policy.check(args.target, None, args.strict, sys.stdout, sys.stderr)
+
+
 def _readable(events: Path | None) -> bool:
     if events is not None and not events.is_file():
         print(f"clarion: {events}: no such file", file=sys.stderr)
@@ -178,6 +218,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "policy check": _policy_check,
     "policy simulate": _policy_simulate,
     "policy diff": _policy_diff,
+    "policy configmap": _policy_configmap,
+    "policy unpack": _policy_unpack,
 }
 
 
@@ -299,6 +341,25 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     diff.add_argument("--events", type=Path, help="a JSONL file of events to replay through both")
     diff.add_argument("--until", type=_instant, help=_UNTIL)
     diff.add_argument("--templates", type=Path, help="template directory (default: beside each)")
+    cm = policy.add_parser(
+        "configmap",
+        help="check a policy directory, then write the kustomize Kustomization in it that "
+        "makes it a ConfigMap (docs/deploy.md)",
+    )
+    cm.add_argument("directory", type=Path)
+    cm.add_argument("--name", default="clarion-policies", help="the ConfigMap's name")
+    cm.add_argument("--strict", action="store_true", help="compliance warnings refuse it too")
+    cm.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if it is not up to date"
+    )
+    unpack = policy.add_parser(
+        "unpack",
+        help="put a mounted policy ConfigMap's files back in folders, then check them "
+        "(a pod's init container)",
+    )
+    unpack.add_argument("source", type=Path, help="where the ConfigMap is mounted")
+    unpack.add_argument("target", type=Path, help="where the worker reads its policies")
+    unpack.add_argument("--strict", action="store_true", help="compliance warnings fail too")
 
 
 _UNTIL = "fire timers up to this ISO-8601 instant (default: 30 days after the last event)"
