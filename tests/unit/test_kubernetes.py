@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,43 +21,18 @@ from streams.cli import configmap
 from streams.cli.main import main
 from streams.runtime.settings import Settings, SettingsError
 from tests.conftest import ROOT
+from tests.kubernetes import ROLES, mounted_like_kubelet, one, pod, render, worker
 
-K8S = ROOT / "deploy" / "k8s"
 POLICIES = ROOT / "deploy" / "policies"
-KUSTOMIZE = Path(sys.executable).parent / "kustomize"
 VERSIONS = ("1.29.0", "1.37.0")
 """The oldest and the newest Kubernetes the validator's schemas cover that we check against."""
-ROLES = ("intake", "dispatch")
 ENV_EXAMPLE = "deploy/compose/clarion.env.example"
 """The variables of the Secret `clarion-secrets` (docs/deploy.md), as of Compose's env file."""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def rendered() -> list[dict[str, Any]]:
-    assert KUSTOMIZE.exists(), "kustomize is missing: `make test` installs it (Go needed)"
-    out = subprocess.run(
-        [str(KUSTOMIZE), "build", str(K8S / "overlays" / "example")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
-
-
-def one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    [found] = [o for o in objects if o["kind"] == kind and o["metadata"]["name"].startswith(name)]
-    return found
-
-
-def pod(objects: list[dict[str, Any]], role: str) -> dict[str, Any]:
-    spec: dict[str, Any] = one(objects, "StatefulSet", f"clarion-{role}")["spec"]["template"]
-    return spec
-
-
-def worker(objects: list[dict[str, Any]], role: str) -> dict[str, Any]:
-    [container] = pod(objects, role)["spec"]["containers"]
-    assert isinstance(container, dict)
-    return container
+    return render()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -202,7 +175,7 @@ def test_the_policies_config_map_unpacks_to_the_example_policies(
     rendered: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     cm = one(rendered, "ConfigMap", "clarion-policies")
-    mounted = _mounted_like_kubelet(cm["data"], tmp_path / "mount")
+    mounted = mounted_like_kubelet(cm["data"], tmp_path / "mount")
     assert main(["policy", "unpack", str(mounted), str(tmp_path / "policies")]) == 0
     unpacked = {p.relative_to(tmp_path / "policies") for p in (tmp_path / "policies").rglob("*")}
     wanted = {p.relative_to(POLICIES) for p in POLICIES.rglob("*")} - {Path("Kustomization")}
@@ -216,18 +189,6 @@ def test_the_policies_config_map_unpacks_to_the_example_policies(
 
 def test_the_example_policies_kustomization_is_up_to_date() -> None:
     assert main(["policy", "configmap", str(POLICIES), "--check"]) == 0
-
-
-def _mounted_like_kubelet(data: dict[str, str], mount: Path) -> Path:
-    """A ConfigMap volume as kubelet lays it out: keys are links into a timestamped folder."""
-    stamped = mount / "..2026_12_05_07_00_00.000000001"
-    stamped.mkdir(parents=True)
-    for key, value in data.items():
-        (stamped / key).write_text(value)
-    (mount / "..data").symlink_to(stamped.name)
-    for key in data:
-        (mount / key).symlink_to(f"..data/{key}")
-    return mount
 
 
 def test_a_name_a_config_map_cannot_hold_is_refused_with_the_fix() -> None:
