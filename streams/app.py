@@ -96,6 +96,7 @@ def _faust_app(settings: Settings) -> ClarionApp:
         settings.group(),
         changelog_prefix=settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        idempotent=settings.kafka_idempotence == "on",  # `auto` is resolved by clarion worker
         input_order=CrossTopicOrder(
             frozenset(settings.topic(t) for t in (*topics.INPUTS, topics.DELIVERY_RECEIPTS)),
             settings.input_order_wait_ms / 1000,

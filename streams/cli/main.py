@@ -36,8 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     from streams.cli.worker import run_worker
+    from streams.kafka.topics import TopicLayoutError
 
-    run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
+    try:
+        run_worker(Settings.from_env(**({"role": args.role} if args.role else {})))
+    except TopicLayoutError as exc:
+        print(f"clarion worker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

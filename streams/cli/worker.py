@@ -6,9 +6,10 @@ import asyncio
 import logging
 
 import faust
+import structlog
 
 from streams.app import create_app
-from streams.kafka.topics import ensure_topics
+from streams.kafka.topics import ensure_topics, grants_producer_ids
 from streams.runtime import collector
 from streams.runtime.logging import configure
 from streams.runtime.settings import Settings
@@ -38,7 +39,16 @@ def run_worker(settings: Settings) -> None:
     configure(settings.log_format, settings.log_level)
     collector.watch(PAUSE_LOGGED_S)
     asyncio.run(ensure_topics(settings))
+    settings = asyncio.run(resolved_idempotence(settings))
     app = create_app(settings)
     # Faust's own logs (stdlib logging) at warning and above; ours go through structlog.
     worker = _Worker(app, loglevel=logging.WARNING, quiet=True)
     worker.execute_from_commandline()
+
+
+async def resolved_idempotence(settings: Settings) -> Settings:
+    """`auto` made `on` or `off` by asking the broker; logged either way."""
+    wanted = settings.kafka_idempotence
+    granted = wanted == "on" or (wanted == "auto" and await grants_producer_ids(settings))
+    structlog.get_logger(__name__).info("producer.idempotence", enabled=granted, setting=wanted)
+    return settings.model_copy(update={"kafka_idempotence": "on" if granted else "off"})

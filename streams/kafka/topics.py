@@ -14,11 +14,12 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition, errors
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
+from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from streams.runtime import security
 from streams.runtime.settings import BrokerUnreachable, Settings
@@ -62,7 +63,7 @@ AUDIT = frozenset({DECISIONS, DEAD_LETTERS})
 
 
 class TopicLayoutError(RuntimeError):
-    """A topic exists with a partition count other than the configured one."""
+    """A topic exists with another partition count than configured, or cannot be created."""
 
 
 def home_partition(key: bytes, partitions: int) -> int:
@@ -122,11 +123,7 @@ async def ensure_topics(settings: Settings) -> None:
             for name in ALL
         ]
         for topic in wanted:
-            try:
-                await admin.create_topics([topic])
-                log.info("topic.created", topic=topic.name, partitions=topic.num_partitions)
-            except TopicAlreadyExistsError:
-                pass
+            await _create(admin, topic)
         for info in await _described(admin, [t.name for t in wanted]):
             count = len(info["partitions"])
             if count != settings.partitions:
@@ -137,6 +134,58 @@ async def ensure_topics(settings: Settings) -> None:
         await _check_retention(admin, settings)
     finally:
         await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, topic: NewTopic) -> None:
+    """Create `topic` unless it exists. Apache Kafka answers an error in the response
+    rather than raising it: an existing topic is not logged as created, and a refusal
+    (a replication factor over the broker count, a policy) stops the worker naming it."""
+    try:
+        answer = await admin.create_topics([topic])
+    except TopicAlreadyExistsError:
+        return
+    for name, code, *rest in answer.topic_errors:
+        error = errors.for_code(code)
+        if error is errors.NoError:
+            log.info("topic.created", topic=name, partitions=topic.num_partitions)
+        elif error is not errors.TopicAlreadyExistsError:
+            said = next((r for r in rest if isinstance(r, str) and r), error.__name__)
+            raise TopicLayoutError(f"the broker would not create topic {name}: {said}")
+
+
+async def grants_producer_ids(settings: Settings, timeout_s: float = 30.0) -> bool:
+    """Whether the broker hands out producer ids (InitProducerId), as an idempotent producer
+    needs: Apache Kafka does; Tansu 0.6 answers UNKNOWN_SERVER_ERROR. Asked, not guessed
+    from the version: a producer that cannot get an id sends nothing at all. A cluster
+    whose transaction log is still loading (the first ask creates it) says so, and is
+    asked again."""
+    client = AIOKafkaClient(
+        bootstrap_servers=settings.kafka_bootstrap, **security.for_settings(settings)
+    )
+    try:
+        await client.bootstrap()
+    except KafkaConnectionError:
+        await client.close()
+        raise unreachable(settings) from None
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while True:
+            answer = await client.send(
+                client.get_random_node(),
+                InitProducerIdRequest(transactional_id=None, transaction_timeout_ms=60_000),
+            )
+            error = errors.for_code(answer.error_code)
+            if error is errors.NoError:
+                return True
+            if not error.retriable or asyncio.get_running_loop().time() >= deadline:
+                log.info("producer.ids_not_granted", error=error.__name__)
+                return False
+            await asyncio.sleep(0.5)
+    except KafkaError as exc:
+        log.info("producer.ids_not_granted", error=type(exc).__name__)
+        return False
+    finally:
+        await client.close()
 
 
 async def _described(

@@ -97,9 +97,12 @@ class ClarionApp(faust.App):
         fetch_max_wait_ms: int | None = None,
         changelog_prefix: str | None = None,
         input_order: CrossTopicOrder | None = None,
+        idempotent: bool = False,
         **kwargs: Any,
     ) -> None:
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self.idempotent = idempotent
+        """The producer asks the broker for a producer id, so a retried send is written once."""
         self.input_order = input_order
         """Intake's input topics merged in time order per partition (kafka/ordering.py)."""
         self.changelog_prefix = changelog_prefix
@@ -358,6 +361,23 @@ async def rewind_uncommitted(
     return committed
 
 
+class IdempotentProducer(driver.Producer):
+    """Faust's producer, idempotent when the app says the broker grants producer ids.
+
+    Faust turns idempotence on only in its exactly-once mode. Without it, a send
+    whose answer was lost is sent again and written twice: a decision row twice
+    in the ledger, a request twice on `notifications-outbound` (the dispatcher's
+    claim catches that one). `clarion worker` asks the broker first
+    (`topics.grants_producer_ids`): Tansu refuses InitProducerId, and a producer
+    that cannot get an id cannot send at all.
+    """
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        if cast(ClarionApp, self.app).idempotent:
+            return {"acks": "all", "enable_idempotence": True}
+        return super()._settings_extra()
+
+
 def _transport(wait_ms: int | None) -> type[driver.Transport]:
     class ConsumerThread(driver.AIOKafkaConsumerThread):
         async def seek_to_committed(self) -> Mapping[TP, int]:
@@ -393,5 +413,6 @@ def _transport(wait_ms: int | None) -> type[driver.Transport]:
 
     class Transport(driver.Transport):
         Consumer = WaitingConsumer
+        Producer = IdempotentProducer
 
     return Transport

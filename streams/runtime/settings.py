@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         default=None, description="a client certificate (PEM), for brokers that ask for one"
     )
     kafka_ssl_keyfile: Path | None = Field(default=None, description="its private key (PEM)")
+    kafka_idempotence: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="the idempotent producer (a retried send is written once); auto: on when "
+        "the broker grants producer ids (Apache Kafka, MSK, Confluent; not Tansu), asked when "
+        "the worker starts",
+    )
     app_id: str = Field(default="clarion", pattern=r"^[A-Za-z0-9._-]+$")
     role: Literal["all", "intake", "dispatch"] = Field(
         default="all",

@@ -125,6 +125,18 @@ class ApacheKafka:
     ) -> None:
         self.stop()
 
+    def tool(self, main: str, *args: str) -> str:
+        """What one of Kafka's own command-line tools prints, run against this node."""
+        done = subprocess.run(
+            self._command(str(jars() / "*"), main, "--bootstrap-server", self.bootstrap, *args),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise BrokerError(f"{main} {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+        return done.stdout
+
     def _write_config(self) -> str:
         (self._dir / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, file\n"
