@@ -21,6 +21,10 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.kafka_gateway import Pki
 
 from streams.kafka.broker import (
     BrokerError,
@@ -69,9 +73,20 @@ def jars() -> Path:
 class ApacheKafka:
     """``with ApacheKafka() as kafka: kafka.bootstrap`` (one node, broker and controller)."""
 
-    def __init__(self, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        start_timeout: float = 60.0,
+        *,
+        pki: Pki | None = None,
+        scram_users: dict[str, str] | None = None,
+    ) -> None:
+        """With `pki`, two more listeners: `ssl_port` (TLS, a client certificate required)
+        and `sasl_port` (SASL_SSL, SCRAM-SHA-512 for `scram_users`, made at format time)."""
         self.port = free_port()
         self._controller_port = free_port()
+        self._pki, self._users = pki, scram_users or {}
+        self.ssl_port = free_port() if pki else None
+        self.sasl_port = free_port() if pki else None
         self._start_timeout = start_timeout
         self._dir = Path(tempfile.mkdtemp(prefix="clarion-kafka-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -88,7 +103,14 @@ class ApacheKafka:
         classpath = str(jars() / "*")
         config = self._write_config()
         cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        self._java(classpath, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", config)
+        scram = [
+            arg
+            for name, password in self._users.items()
+            for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+        ]
+        self._java(
+            classpath, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", config, *scram
+        )
         with self.log_path.open("ab") as out:
             self._proc = subprocess.Popen(
                 self._command(classpath, "kafka.Kafka", config),
@@ -146,17 +168,27 @@ class ApacheKafka:
             "log4j.appender.file.layout.ConversionPattern=%d %p %c: %m%n\n"
         )
         path = self._dir / "server.properties"
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        secured: list[str] = []
+        if self._pki is not None:
+            listeners += [
+                f"SSL://127.0.0.1:{self.ssl_port}",
+                f"SASL_SSL://127.0.0.1:{self.sasl_port}",
+            ]
+            protocols += ["SSL:SSL", "SASL_SSL:SASL_SSL"]
+            secured = self._secured_config(self._pki)
         path.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self._controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"listeners={','.join(listeners)},"
                     f"CONTROLLER://127.0.0.1:{self._controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"advertised.listeners={','.join(listeners)}",
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"listener.security.protocol.map={','.join(protocols)}",
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={self._dir / 'data'}",
                     "num.partitions=1",
@@ -166,11 +198,28 @@ class ApacheKafka:
                     "transaction.state.log.min.isr=1",
                     "share.coordinator.state.topic.replication.factor=1",
                     "group.initial.rebalance.delay.ms=0",
+                    *secured,
                     "",
                 ]
             )
         )
         return str(path)
+
+    def _secured_config(self, pki: Pki) -> list[str]:
+        """Kafka's own TLS (PEM key store and trust store) and SCRAM on the extra listeners."""
+        keystore = self._dir / "server-keystore.pem"
+        keystore.write_text(pki.server_key.read_text() + pki.server_cert.read_text())
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return [
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={pki.ca}",
+            "listener.name.ssl.ssl.client.auth=required",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        ]
 
     def _command(self, classpath: str, main: str, *args: str) -> list[str]:
         return [

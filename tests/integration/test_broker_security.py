@@ -1,8 +1,12 @@
 """A worker reaches a broker that asks for TLS, a client certificate or a SASL password.
 
-The broker is the embedded one behind `tests.kafka_gateway` (why, in its
-docstring), which advertises the gateway's address, so no connection gets
-past the door. The workers are real `clarion worker` processes configured
+Twice over. Apache Kafka's own listeners: TLS with a client certificate
+required, and SASL_SSL with SCRAM-SHA-512 (the user made by `StorageTool
+format --add-scram`). And the embedded broker behind `tests.kafka_gateway`
+(why, in its docstring), which advertises the gateway's address, so no
+connection gets past the door; the gateway stays for what Kafka's listeners
+here do not offer: SASL PLAIN and SCRAM-SHA-256, and counting who
+authenticated and who was refused. The workers are real `clarion worker` processes configured
 only through `CLARION_KAFKA_*` variables: topic creation, Faust's consumer
 and producer, and the tables' own readers all connect through it.
 """
@@ -29,6 +33,8 @@ from streams.kafka import topics
 from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.runtime import security
 from streams.runtime.settings import Settings, SettingsError
+from tests.apache_kafka import ApacheKafka
+from tests.conftest import KAFKA_SETTINGS
 from tests.kafka_gateway import KafkaGateway, Pki
 
 pytestmark = pytest.mark.integration
@@ -99,18 +105,26 @@ def door(request: pytest.FixtureRequest, pki: Pki) -> Iterator[KafkaGateway]:
 def test_a_worker_decides_through_the_secured_door(
     door: KafkaGateway, pki: Pki, security_settings: Any, tmp_path: Path
 ) -> None:
+    decides_twice(f"127.0.0.1:{door.port}", security_settings(pki), tmp_path)
+    assert door.connections >= 3  # topic creation, the workers' clients, this test's
+    if door.users:
+        assert door.authenticated.count("clarion-worker") >= 3
+        assert door.refused == []
+
+
+def decides_twice(bootstrap: str, security_settings: dict[str, Any], tmp_path: Path) -> None:
+    """Two workers one after the other: the second reads the first one's tables back (their
+    bulk readers and end-offset checks connect as the workers do) and goes on from them."""
     run = uuid.uuid4().hex[:8]
     settings = demo_settings(
-        f"127.0.0.1:{door.port}",
+        bootstrap,
         tmp_path,
         app_id=f"clarion-sec-{run}",
         topic_prefix=f"sec{run}.",
         log_format="json",
-        **security_settings(pki),
+        **security_settings,
     )
     asyncio.run(topics.ensure_topics(settings))
-    # Twice: the second worker reads the first one's tables back (their bulk readers
-    # and end-offset checks connect through the door too) and goes on from them.
     for n, event in enumerate([fraud("f-1"), fraud("f-2")], start=1):
         with (tmp_path / f"worker-{n}.log").open("wb") as log:
             worker = start_worker(settings, log)
@@ -125,10 +139,72 @@ def test_a_worker_decides_through_the_secured_door(
     assert [d.cause_event_id for d in sent] == ["f-1", "f-2"]
     restarted = (tmp_path / "worker-2.log").read_text()
     assert '"table.read_in_bulk"' in restarted and "read_in_bulk_failed" not in restarted
-    assert door.connections >= 3  # topic creation, the workers' clients, this test's
-    if door.users:
-        assert door.authenticated.count("clarion-worker") >= 3
-        assert door.refused == []
+
+
+@pytest.fixture(scope="module")
+def secured_kafka(pki: Pki) -> Iterator[ApacheKafka]:
+    """Apache Kafka's own TLS listener (client certificate required) and SASL_SSL listener
+    (SCRAM-SHA-512, the user made at format time): no gateway in between."""
+    with ApacheKafka(pki=pki, scram_users=USERS) as kafka:
+        yield kafka
+
+
+@pytest.mark.parametrize(
+    ("listener", "security_settings"),
+    [
+        pytest.param(
+            "ssl_port",
+            lambda pki: {
+                "kafka_security_protocol": "SSL",
+                "kafka_ssl_cafile": pki.ca,
+                "kafka_ssl_certfile": pki.client_cert,
+                "kafka_ssl_keyfile": pki.client_key,
+            },
+            id="tls-client-certificate",
+        ),
+        pytest.param(
+            "sasl_port",
+            lambda pki: {
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_sasl_mechanism": "SCRAM-SHA-512",
+                "kafka_sasl_username": "clarion-worker",
+                "kafka_sasl_password": USERS["clarion-worker"],
+                "kafka_ssl_cafile": pki.ca,
+            },
+            id="sasl-ssl-scram",
+        ),
+    ],
+)
+def test_a_worker_decides_on_kafkas_own_secured_listeners(
+    secured_kafka: ApacheKafka, pki: Pki, listener: str, security_settings: Any, tmp_path: Path
+) -> None:
+    port = getattr(secured_kafka, listener)
+    decides_twice(f"127.0.0.1:{port}", {**security_settings(pki), **KAFKA_SETTINGS}, tmp_path)
+
+
+def test_kafka_refuses_a_wrong_password_a_missing_certificate_and_another_ca(
+    secured_kafka: ApacheKafka, pki: Pki, tmp_path: Path
+) -> None:
+    wrong = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_ssl_cafile=pki.ca,
+        kafka_sasl_username="clarion-worker",
+        kafka_sasl_password="Tr0ub4dor&3",
+    )
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(connect(f"127.0.0.1:{secured_kafka.sasl_port}", wrong))
+    other = Pki.make(tmp_path / "other", name="other")
+    no_certificate = Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=pki.ca)
+    other_ca = Settings(
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=other.ca,
+        kafka_ssl_certfile=pki.client_cert,
+        kafka_ssl_keyfile=pki.client_key,
+    )
+    for settings in (no_certificate, other_ca):
+        with pytest.raises(KafkaConnectionError):
+            asyncio.run(connect(f"127.0.0.1:{secured_kafka.ssl_port}", settings))
 
 
 @pytest.mark.parametrize("door", [(True, None)], indirect=True)
