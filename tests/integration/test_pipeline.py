@@ -19,10 +19,10 @@ from schemas.dead_letters import DeadLetter
 from schemas.decisions import Action, Decision
 from streams.cli.demo import demo_settings, settle, start_worker, stop_worker
 from streams.kafka import topics
-from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.broker import free_port
 from streams.runtime.settings import Settings
 from tests import samples
-from tests.conftest import ROOT, STORIES, metrics
+from tests.conftest import ROOT, STORIES, Broker, metrics
 
 pytestmark = pytest.mark.integration
 
@@ -69,15 +69,17 @@ EXPECTED_OUTBOX = {
 
 
 @pytest.fixture
-def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+def settings(on_both: Broker, tmp_path: Path) -> Settings:
+    """Each test here runs on Tansu and on Apache Kafka (issue 20)."""
     run = uuid.uuid4().hex[:8]
     return demo_settings(
-        broker.bootstrap,
+        on_both.bootstrap,
         tmp_path,
         app_id=f"clarion-it-{run}",
         topic_prefix=f"it{run}.",
         partitions=3,
         log_format="json",
+        **on_both.settings,
     )
 
 

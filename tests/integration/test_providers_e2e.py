@@ -22,7 +22,7 @@ import pytest
 from schemas.decisions import Decision
 from streams.cli.demo import demo_settings, start_worker, stop_worker
 from streams.kafka import topics
-from streams.kafka.broker import EmbeddedBroker
+from tests.conftest import Broker
 from tests.fakes import ProvidersThread
 from tests.integration.test_pipeline import produce
 
@@ -73,16 +73,17 @@ def ledger(bootstrap: str, topic: str) -> list[Decision]:
 
 
 def test_an_outage_then_recovery_delivers_each_message_once_and_stop_falls_back(
-    broker: EmbeddedBroker, tmp_path: Path
+    on_both: Broker, tmp_path: Path
 ) -> None:
     run = uuid.uuid4().hex[:8]
     with ProvidersThread(SID, TOKEN, KEY) as fakes:
         settings = demo_settings(
-            broker.bootstrap,
+            on_both.bootstrap,
             tmp_path,
             app_id=f"clarion-prov-{run}",
             topic_prefix=f"prov{run}.",
             log_format="json",
+            **on_both.settings,
             **fakes.channel_settings(),
             twilio_status_callback_url="https://hooks.example.com/twilio/status",
             retry_base_s=0.3,
@@ -126,7 +127,7 @@ def test_an_outage_then_recovery_delivers_each_message_once_and_stop_falls_back(
 
     text = log_path.read_text()
     assert '"why": "circuit_open"' in text, "the circuit opened during the outage"
-    rows = ledger(broker.bootstrap, settings.topic(topics.DECISIONS))
+    rows = ledger(on_both.bootstrap, settings.topic(topics.DECISIONS))
     stop = [(d.action, d.reason, d.channel) for d in rows if d.customer_id == "C-E2E-STOP"]
     assert ("failed", "recipient_opted_out", "sms") in stop
     assert ("sent", "fallback", "email") in stop

@@ -28,24 +28,24 @@ from streams.cli.demo import (
     stop_worker,
 )
 from streams.kafka import topics
-from streams.kafka.broker import EmbeddedBroker
 from streams.runtime.settings import Settings
 from tests.benchmarks.memory import logged
-from tests.conftest import STORIES
+from tests.conftest import STORIES, Broker
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_stories_on_the_rocksdb_store(
-    broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet
+    on_both: Broker, tmp_path: Path, policy: PolicySet
 ) -> None:
     settings = demo_settings(
-        broker.bootstrap,
+        on_both.bootstrap,
         tmp_path,
         app_id="clarion-rocks",
         topic_prefix="rocks.",
         store="rocksdb://",
         log_format="json",
+        **on_both.settings,
     )
     asyncio.run(topics.ensure_topics(settings))
     with (tmp_path / "worker.log").open("wb") as log:
@@ -62,7 +62,7 @@ def test_the_stories_on_the_rocksdb_store(
 
 
 def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
-    broker: EmbeddedBroker, tmp_path: Path, policy: PolicySet
+    on_both: Broker, tmp_path: Path, policy: PolicySet
 ) -> None:
     """The stories taken in by one worker; their timers fired by another on an empty disk.
 
@@ -73,12 +73,13 @@ def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
 
     def settings_in(workdir: Path) -> Settings:
         return demo_settings(
-            broker.bootstrap,
+            on_both.bootstrap,
             workdir,
             app_id="clarion-rocks-bulk",
             topic_prefix="rocksbulk.",
             store="rocksdb://",
             log_format="json",
+            **on_both.settings,
             log_level="info",
         )
 
@@ -88,7 +89,7 @@ def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
         worker = start_worker(first, log)
         try:
             account_events = first.topic(topics.ACCOUNT_EVENTS)
-            asyncio.run(produce_lines(broker.bootstrap, account_events, read_lines(STORIES)))
+            asyncio.run(produce_lines(on_both.bootstrap, account_events, read_lines(STORIES)))
             asyncio.run(settle(first, 90, lambda: worker.poll() is None))
         finally:
             stop_worker(worker)

@@ -19,8 +19,7 @@ import pytest
 from schemas.decisions import Decision
 from streams.cli.demo import demo_settings, produce_lines, start_worker, stop_worker
 from streams.kafka import topics
-from streams.kafka.broker import EmbeddedBroker
-from tests.conftest import metrics
+from tests.conftest import Broker, metrics
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +42,7 @@ escalations:
 
 
 def test_a_step_one_minute_out_fires_on_time_on_the_wall_clock(
-    broker: EmbeddedBroker, tmp_path: Path
+    on_both: Broker, tmp_path: Path
 ) -> None:
     policies = tmp_path / "policies"
     (policies / "templates" / "alert").mkdir(parents=True)
@@ -51,13 +50,14 @@ def test_a_step_one_minute_out_fires_on_time_on_the_wall_clock(
     (policies / "templates" / "alert" / "sms.en.j2").write_text("Fraud alert: {{ data.reason }}")
     run = uuid.uuid4().hex[:8]
     settings = demo_settings(
-        broker.bootstrap,
+        on_both.bootstrap,
         tmp_path,
         app_id=f"clarion-wall-{run}",
         topic_prefix=f"wall{run}.",
         clock="wall",
         policies_dir=policies,
         log_format="json",
+        **on_both.settings,
     )
     asyncio.run(topics.ensure_topics(settings))
     profile = {
@@ -80,9 +80,9 @@ def test_a_step_one_minute_out_fires_on_time_on_the_wall_clock(
         try:
             lines = [json.dumps(profile), json.dumps(fraud)]
             asyncio.run(
-                produce_lines(broker.bootstrap, settings.topic(topics.ACCOUNT_EVENTS), lines)
+                produce_lines(on_both.bootstrap, settings.topic(topics.ACCOUNT_EVENTS), lines)
             )
-            sent = wait_for_sent(settings.topic(topics.DECISIONS), broker.bootstrap, 2, 120)
+            sent = wait_for_sent(settings.topic(topics.DECISIONS), on_both.bootstrap, 2, 120)
             scraped = metrics(settings.web_port)
         finally:
             stop_worker(worker)
