@@ -194,24 +194,10 @@ def test_kafka_refuses_a_wrong_password_a_missing_certificate_and_another_ca(
     )
     with pytest.raises(KafkaConnectionError):
         asyncio.run(connect(f"127.0.0.1:{secured_kafka.sasl_port}", wrong))
-    other = Pki.make(tmp_path / "other", name="other")
-    no_certificate = Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=pki.ca)
-    other_ca = Settings(
-        kafka_security_protocol="SSL",
-        kafka_ssl_cafile=other.ca,
-        kafka_ssl_certfile=pki.client_cert,
-        kafka_ssl_keyfile=pki.client_key,
-    )
-    for settings in (no_certificate, other_ca):
-        with pytest.raises(KafkaConnectionError):
-            asyncio.run(connect(f"127.0.0.1:{secured_kafka.ssl_port}", settings))
+    refuses_no_certificate_and_another_ca(f"127.0.0.1:{secured_kafka.ssl_port}", pki, tmp_path)
 
 
-@pytest.mark.parametrize("door", [(True, None)], indirect=True)
-def test_tls_refuses_a_client_without_a_certificate_or_trusting_another_ca(
-    door: KafkaGateway, pki: Pki, tmp_path: Path
-) -> None:
-    bootstrap = f"127.0.0.1:{door.port}"
+def refuses_no_certificate_and_another_ca(bootstrap: str, pki: Pki, tmp_path: Path) -> None:
     other = Pki.make(tmp_path / "other", name="other")
     no_certificate = Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=pki.ca)
     other_ca = Settings(
@@ -223,6 +209,13 @@ def test_tls_refuses_a_client_without_a_certificate_or_trusting_another_ca(
     for settings in (no_certificate, other_ca):
         with pytest.raises(KafkaConnectionError):
             asyncio.run(connect(bootstrap, settings))
+
+
+@pytest.mark.parametrize("door", [(True, None)], indirect=True)
+def test_tls_refuses_a_client_without_a_certificate_or_trusting_another_ca(
+    door: KafkaGateway, pki: Pki, tmp_path: Path
+) -> None:
+    refuses_no_certificate_and_another_ca(f"127.0.0.1:{door.port}", pki, tmp_path)
 
 
 @pytest.mark.parametrize("door", [(False, USERS)], indirect=True)
