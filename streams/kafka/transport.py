@@ -291,12 +291,7 @@ class Consumer(driver.Consumer):
 
     def _caught_up(self, tp: TP) -> bool:
         """Whether this consumer has fetched all the broker held of `tp` at its last fetch."""
-        client = self._thread._consumer
-        if client is None:
-            return False
-        state = client._subscription.subscription.assignment.state_value(
-            TopicPartition(tp.topic, tp.partition)
-        )
+        state = partition_state(self._thread._consumer, tp)
         if state is None or state.highwater is None or not state.has_valid_position:
             return False
         return bool(state.position >= state.highwater)
@@ -309,15 +304,12 @@ class Consumer(driver.Consumer):
         readers are not behind on work.
         """
         client = self._thread._consumer
-        if client is None or client._subscription.subscription is None:
-            return {}
         found: dict[tuple[str, ...], float] = {}
-        assignment = client._subscription.subscription.assignment
-        for tp in assignment.tps if assignment is not None else ():
-            faust_tp, state = TP(tp.topic, tp.partition), assignment.state_value(tp)
-            if self._is_changelog_tp(faust_tp) or state is None or state.highwater is None:
+        for tp in ensure_TPset(self.assignment()):
+            state = partition_state(client, tp)
+            if self._is_changelog_tp(tp) or state is None or state.highwater is None:
                 continue
-            done = self._committed_offset.get(faust_tp)
+            done = self._committed_offset.get(tp)
             if done is None:
                 done = state.position if state.has_valid_position else None
             if done is not None:
@@ -341,6 +333,15 @@ class Consumer(driver.Consumer):
         held, self._held = self._held, None
         if held:
             super().resume_partitions(held & ensure_TPset(self.assignment()))
+
+
+def partition_state(client: AIOKafkaConsumer | None, tp: TP) -> Any:
+    """aiokafka's own state of an assigned partition (position, highwater); None if it has
+    none: no client yet, no assignment, or a partition not assigned."""
+    subscription = None if client is None else client._subscription.subscription
+    if subscription is None or subscription.assignment is None:
+        return None
+    return subscription.assignment.state_value(TopicPartition(tp.topic, tp.partition))
 
 
 def set_paused_in_client(client: AIOKafkaConsumer, tps: list[TopicPartition], paused: bool) -> None:
@@ -420,12 +421,9 @@ def _transport(wait_ms: int | None) -> type[driver.Transport]:
             the worker at start-up (seen on Apache Kafka, 2 runs in 14 of the
             take-over test). There is nothing to check until it has one.
             """
-            client = self._consumer
-            subscription = None if client is None else client._subscription.subscription
-            if subscription is not None and subscription.assignment is not None:
-                state = subscription.assignment.state_value(TopicPartition(tp.topic, tp.partition))
-                if state is not None and not state.has_valid_position:
-                    return None
+            state = partition_state(self._consumer, tp)
+            if state is not None and not state.has_valid_position:
+                return None
             return super().verify_event_path(now, tp)
 
         def _create_worker_consumer(self, transport: Any) -> Any:

@@ -42,6 +42,27 @@ pytestmark = pytest.mark.integration
 USERS = {"clarion-worker": "correct horse battery staple"}
 
 
+def client_certificate(pki: Pki) -> dict[str, Any]:
+    """The settings of a worker that shows a client certificate over TLS."""
+    return {
+        "kafka_security_protocol": "SSL",
+        "kafka_ssl_cafile": pki.ca,
+        "kafka_ssl_certfile": pki.client_cert,
+        "kafka_ssl_keyfile": pki.client_key,
+    }
+
+
+def scram(pki: Pki) -> dict[str, Any]:
+    """The settings of a worker that gives a SCRAM-SHA-512 password over TLS."""
+    return {
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_sasl_username": "clarion-worker",
+        "kafka_sasl_password": USERS["clarion-worker"],
+        "kafka_ssl_cafile": pki.ca,
+    }
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki.make(tmp_path_factory.mktemp("pki"))
@@ -69,12 +90,7 @@ def door(request: pytest.FixtureRequest, pki: Pki) -> Iterator[KafkaGateway]:
     [
         pytest.param(
             (True, None),
-            lambda pki: {
-                "kafka_security_protocol": "SSL",
-                "kafka_ssl_cafile": pki.ca,
-                "kafka_ssl_certfile": pki.client_cert,
-                "kafka_ssl_keyfile": pki.client_key,
-            },
+            client_certificate,
             id="tls-client-certificate",
         ),
         pytest.param(
@@ -90,13 +106,7 @@ def door(request: pytest.FixtureRequest, pki: Pki) -> Iterator[KafkaGateway]:
         ),
         pytest.param(
             (False, USERS),
-            lambda pki: {
-                "kafka_security_protocol": "SASL_SSL",
-                "kafka_sasl_mechanism": "SCRAM-SHA-512",
-                "kafka_sasl_username": "clarion-worker",
-                "kafka_sasl_password": USERS["clarion-worker"],
-                "kafka_ssl_cafile": pki.ca,
-            },
+            scram,
             id="sasl-ssl-scram",
         ),
     ],
@@ -154,23 +164,12 @@ def secured_kafka(pki: Pki) -> Iterator[ApacheKafka]:
     [
         pytest.param(
             "ssl_port",
-            lambda pki: {
-                "kafka_security_protocol": "SSL",
-                "kafka_ssl_cafile": pki.ca,
-                "kafka_ssl_certfile": pki.client_cert,
-                "kafka_ssl_keyfile": pki.client_key,
-            },
+            client_certificate,
             id="tls-client-certificate",
         ),
         pytest.param(
             "sasl_port",
-            lambda pki: {
-                "kafka_security_protocol": "SASL_SSL",
-                "kafka_sasl_mechanism": "SCRAM-SHA-512",
-                "kafka_sasl_username": "clarion-worker",
-                "kafka_sasl_password": USERS["clarion-worker"],
-                "kafka_ssl_cafile": pki.ca,
-            },
+            scram,
             id="sasl-ssl-scram",
         ),
     ],

@@ -162,6 +162,8 @@ def test_settings_are_the_workers_and_secrets_stay_out_of_git(
             lacking = set(re.findall(r"CLARION_[A-Z_]+", str(exc)))
             assert lacking and lacking <= held, sorted(lacking - held)
             given |= {name.removeprefix("CLARION_").lower(): "x" for name in lacking}
+    else:
+        pytest.fail("the example overlay's settings never loaded, whatever the Secret held")
     assert filled.kafka_security_protocol == "SASL_SSL" and filled.channel_email == "sendgrid"
     assert not [o for o in rendered if o["kind"] == "Secret"]
     for role in ROLES:
