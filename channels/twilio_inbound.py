@@ -1,6 +1,7 @@
 """What Twilio sends back: status callbacks, the detection verdict, and customers' replies.
 
-Everything here is a pure reading of a request Twilio signed; the worker's web
+Everything here is a pure reading of a request Twilio signed (what a reply's
+words mean is channels/reply_words.py); the worker's web
 views (streams/web/) check the signature with `signature_ok`, then turn what
 these functions return into events. The delivery codes (30xxx) are classified
 by the same table as the answers to the send itself (channels/outcomes.py).
@@ -19,20 +20,6 @@ from channels.outcomes import twilio_error
 from schemas.notifications import DeliveryReceipt
 from schemas.types import Channel
 
-Keyword = Literal["stop", "start", "help", "yes", "no"]
-
-# Twilio's own opt-out keywords, plus the ones the CTIA handbook adds; any case,
-# surrounding spaces ignored (https://help.twilio.com/articles/223134027).
-_KEYWORDS: dict[str, Keyword] = {
-    **dict.fromkeys(
-        ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"], "stop"
-    ),
-    **dict.fromkeys(["START", "UNSTOP"], "start"),
-    **dict.fromkeys(["HELP", "INFO"], "help"),
-    **dict.fromkeys(["YES", "Y"], "yes"),
-    **dict.fromkeys(["NO", "N"], "no"),
-}
-
 # Message statuses (https://www.twilio.com/docs/messaging/api/message-resource#message-status-values)
 # and call statuses (https://www.twilio.com/docs/voice/api/call-resource#call-status-values)
 # that say something the engine acts on; the in-between ones (sending, ringing, ...) only log.
@@ -50,11 +37,6 @@ def signature_ok(auth_token: str, url: str, params: Mapping[str, str], signature
     if not signature:
         return False
     return bool(RequestValidator(auth_token).validate(url, dict(params), signature))
-
-
-def keyword(body: str) -> Keyword | None:
-    """The keyword a reply is, if it is one: the whole message, any case, spaces ignored."""
-    return _KEYWORDS.get(body.strip().upper())
 
 
 def status_receipt(

@@ -42,6 +42,12 @@ from schemas.unchecked import replaced, unchecked
 _MAX_FIRINGS = 10_000
 """A safety stop: no customer has this many steps due at one instant."""
 
+CONFIRM_WITHIN = timedelta(minutes=5)
+"""The one text confirming a revocation goes within this of the reply (47 CFR 64.1200(a)(10))."""
+
+CONSENT = "consent"
+"""The escalation and category a revocation's confirmation goes under: it belongs to no case."""
+
 _DONE = frozenset({"delivered", "completed", "answered"})
 _PERMANENT = frozenset({"failed", "undelivered", "bounced", "dropped"})
 _UNANSWERED = frozenset({"busy", "no-answer"})
@@ -231,6 +237,7 @@ class _Run:
             key = CustomerState.consent_key(data.channel, data.address)
             consents = {**self.state.consents, key: record}
             self.state = replaced(self.state, consents=consents)
+            self.consent_changed(event, data)
         elif isinstance(data, CeaseRequested):
             cease = Cease(
                 at=self.now,
@@ -238,6 +245,76 @@ class _Run:
                 channel=data.channel if data.scope == "channel" else None,
             )
             self.state = replaced(self.state, ceases=(*self.state.ceases, cease))
+
+    def consent_changed(self, event: Event, change: ConsentChange) -> None:
+        """On the ledger, with the customer's words when a reply revoked it.
+
+        A reply that may be a revocation has revoked consent already (it fails
+        closed); an agent reads the words and can restore it by asking.
+        """
+        case = self.cases.get(change.case_id) if change.case_id else None
+        detail = f"{change.channel} consent {change.status} by {change.source}"
+        if change.reply is not None:
+            detail += f": {_quoted(change.reply)}"
+        fields = {"channel": change.channel, "recipient": change.address, "detail": detail}
+        self.record("consent", change.status, case, **fields)
+        if change.status != "revoked":
+            return
+        if not change.certain:
+            said = _quoted(change.reply or "")
+            why = f"a reply that may revoke {change.channel} consent (revoked meanwhile): {said}"
+            self.record("handoff", "possible_revocation", case, **{**fields, "detail": why})
+        if change.confirm:
+            self.confirm_revocation(event, change)
+
+    def confirm_revocation(self, event: Event, change: ConsentChange) -> None:
+        """The one confirmation the FCC allows: within five minutes, from the policy's template."""
+        template = self.policy.revocation_confirmation
+        if template is None or change.channel != "sms":
+            return
+        case_id = f"revocation/{event.event_id}"[:128]
+        fields: dict[str, Any] = {
+            "case_id": case_id,
+            "escalation": CONSENT,
+            "ladder": "revocation",
+            "step": 0,
+            "channel": "sms",
+            "template": template,
+            "recipient": change.address,
+        }
+        late = self.now - event.occurred_at
+        if late > CONFIRM_WITHIN:
+            why = f"read {late} after the reply; a confirmation may go only within {CONFIRM_WITHIN}"
+            self.record("suppressed", "confirmation_too_late", None, **fields, detail=why)
+            return
+        locale = self.state.preferences.locale or self.state.profile.locale
+        locale = locale or self.policy.default_locale
+        nid = notification_id(self.state.customer_id, case_id, 0, "sms", change.address)
+        extra = {"locale": locale, "category": CONSENT}
+        self.record(
+            "sent", "revocation_confirmation", None, **fields, notification_id=nid, extra=extra
+        )
+        self.notifications.append(
+            unchecked(
+                NotificationRequest,
+                {
+                    **fields,
+                    "notification_id": nid,
+                    "customer_id": self.state.customer_id,
+                    "account_id": event.account_id,
+                    "category": CONSENT,
+                    "locale": locale,
+                    "requested_at": self.now,
+                    "policy_version": self.policy.version,
+                    "cause_event_id": event.event_id,
+                    "context": {
+                        "data": {},
+                        "account_id": event.account_id,
+                        "customer": {"name": self.state.profile.name, "locale": locale},
+                    },
+                },
+            )
+        )
 
     def wake_waiting(self) -> None:
         """Steps held for a contact point fall due now, to be tried again (`fire_due` next)."""
@@ -256,7 +333,7 @@ class _Run:
     def reply(self, reply: Reply) -> None:
         """A customer's free-text answer: on the ledger, and with an agent where the policy says."""
         case = self.cases.get(reply.case_id) if reply.case_id else None
-        said = reply.text if len(reply.text) <= 160 else reply.text[:159] + "…"
+        said = _quoted(reply.text)
         reason = "customer_reply" if case is not None else "customer_reply_no_open_case"
         self.record("replied", reason, case, channel=reply.channel, detail=said)
         esc = self.policy.escalations.get(case.escalation) if case is not None else None
@@ -810,6 +887,11 @@ class _Facts(Mapping[str, Any]):
                 "received": list(case.received),
             }
         raise KeyError(root)
+
+
+def _quoted(text: str) -> str:
+    """A customer's words on a ledger row: the first 160 characters."""
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def _concerns(case: Case, event: Event) -> bool:

@@ -181,6 +181,16 @@ def _position(node: yaml.Node, loc: Sequence[Any], *, key: bool) -> tuple[int, i
     return current.start_mark.line + 1, current.start_mark.column + 1
 
 
+_SCALARS = (
+    "default_locale",
+    "time_zone_fallback",
+    "holidays",
+    "contact_wait",
+    "revocation_confirmation",
+)
+"""Settings of the whole set: any file may give one, and two files may not disagree."""
+
+
 def _merge(
     files: list[tuple[PolicySource, PolicyFile, yaml.Node]],
     version: str,
@@ -198,7 +208,7 @@ def _merge(
     positions: dict[str, tuple[str, yaml.Node]] = {}
     cap_positions: list[tuple[str, int, int]] = []
     for source, pf, node in files:
-        for field in ("default_locale", "time_zone_fallback", "holidays", "contact_wait"):
+        for field in _SCALARS:
             value = getattr(pf, field)
             if value is None:
                 continue
@@ -255,6 +265,21 @@ def _merge(
                 errors.append(
                     PolicyError(src, line, col, f"a frequency cap names unknown category {cat!r}")
                 )
+    confirmation = scalars.get("revocation_confirmation")
+    if templates is not None and confirmation is not None:
+        src, template = confirmation
+        if (template, "sms", locale) not in templates:
+            node = next(n for source, _, n in files if source.name == src)
+            line, col = _position(node, ["revocation_confirmation"], key=False)
+            errors.append(
+                PolicyError(
+                    src,
+                    line,
+                    col,
+                    f"revocation_confirmation: unknown template {template!r} "
+                    f"(no templates/{template}/sms.{locale}.j2)",
+                )
+            )
     if "default" not in merged["contact_windows"] and files:
         errors.append(PolicyError(files[0][0].name, 1, 1, "contact_windows.default is required"))
 
@@ -263,7 +288,7 @@ def _merge(
         default_locale=locale,
         time_zone_fallback=scalars.get("time_zone_fallback", ("", []))[1],
         holidays=scalars.get("holidays", ("", []))[1],
-        **({"contact_wait": scalars["contact_wait"][1]} if "contact_wait" in scalars else {}),
+        **{f: scalars[f][1] for f in ("contact_wait", "revocation_confirmation") if f in scalars},
         **merged,
     )
 

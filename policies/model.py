@@ -224,6 +224,11 @@ class PolicyFile(_Strict):
     time_zone_fallback: list[TimeZoneName] | None = None
     holidays: list[date] | None = None
     contact_wait: Duration | None = None
+    revocation_confirmation: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="the SMS template of the one-time confirmation of a revocation by reply",
+    )
     categories: dict[str, Category] = Field(default_factory=dict)
     contact_windows: dict[str, Window] = Field(default_factory=dict)
     frequency_caps: list[FrequencyCap] = Field(default_factory=list)
@@ -240,6 +245,11 @@ class PolicySet(_Strict):
     contact_wait: Duration = Field(
         default=Duration(amount=1, unit="d"),
         description="how long a step that finds no contact point waits for a profile",
+    )
+    revocation_confirmation: str | None = Field(
+        default=None,
+        description="the SMS template that confirms a revocation by reply, within five minutes "
+        "(47 CFR 64.1200(a)(10)); none is sent without one",
     )
     categories: dict[str, Category]
     contact_windows: dict[str, Window]

@@ -86,7 +86,25 @@ class ConsentChange(_Open):
     channel: Channel
     address: str = Field(min_length=1, description="the phone number or email address")
     status: Literal["granted", "revoked"]
-    source: Identifier = Field(description="sms_keyword, api, agent, preference_page, ...")
+    source: Identifier = Field(
+        description="sms_keyword, sms_reply, api, agent, preference_page, ..."
+    )
+    reply: str | None = Field(
+        default=None, max_length=1600, description="the customer's words, when a reply changed it"
+    )
+    certain: bool = Field(
+        default=True,
+        description="false for a reply that may be a revocation: consent is revoked all the "
+        "same, and an agent reads the words",
+    )
+    case_id: Identifier | None = Field(
+        default=None, description="the case whose message the reply answered, when known"
+    )
+    confirm: bool = Field(
+        default=False,
+        description="send the one-time confirmation of a revocation (to the customer whose "
+        "message was answered: one text per number)",
+    )
 
 
 class Reply(_Open):

@@ -30,6 +30,7 @@ Action = Literal[
     "delivered",
     "replied",
     "repaired",
+    "consent",
 ]
 
 

@@ -108,6 +108,20 @@ def lint_templates(
                             f"{where}: warning: a collections {channel} message with no "
                             "opt-out instruction (reply STOP / unsubscribe)"
                         )
+    confirmation = policy.revocation_confirmation
+    for template, channel, locale in sorted(available):
+        if template != confirmation or channel != "sms":
+            continue
+        where = f"templates/{template}/sms.{locale}.j2"
+        request = sample_request("consent", "consent.changed", "consent", template)
+        request = request.model_copy(update={"channel": "sms", "locale": locale})
+        try:
+            message = templates.render(request, SAMPLE_LINKS)
+        except (RenderError, TemplateMissing) as exc:
+            errors.append(f"{where}: does not render with sample data: {exc}")
+            continue
+        count, encoding = sms_segments(message.body)
+        notes.append(f"{where}: {count} SMS segment(s), {encoding} (the revocation confirmation)")
     return errors, warnings, notes
 
 

@@ -85,11 +85,13 @@ def line(d: Decision, zone: str | None) -> str:
         tail = f"{d.channel or ''} {d.template or ''} until {until}  ({d.reason})"
     elif d.action == "suppressed":
         tail = f"{d.template or d.escalation}  ({d.reason}: {d.detail})"
+    elif d.action == "consent":
+        tail = f"{d.channel:<5} {d.reason}  -> {mask(d.recipient or '')}  ({mask(d.detail or '')})"
     elif d.action == "repaired":
         left_out = len(d.extra.get("dropped", []))
         tail = f"state  ({d.reason}: {d.detail}; {left_out} part(s) left out)"
     else:
-        tail = f"{d.escalation}  ({d.reason})"
+        tail = f"{d.escalation or d.channel or ''}  ({d.reason})"
     return f"{when}  {what:<10} {tail}"
 
 

@@ -6,9 +6,12 @@ the webhook puts each reply on the same topic. So one agent, owning that
 number's partition, sees both: it keeps the last few marks per number (table
 `sms-numbers`) and resolves each reply against them:
 
-- STOP and its synonyms revoke SMS consent for that number, for every customer
-  we messaged there; START, UNSTOP, and YES after a STOP restore it. (HELP was
-  answered by the webhook.)
+- A revocation, in whatever words (channels/reply_words.py), revokes SMS consent
+  for that number, for every customer we messaged there, with the words on the
+  ledger; one that may be a revocation revokes it too, and an agent reads it.
+  The customer messaged last gets the one-time confirmation, if the policy has
+  one. START, UNSTOP, and YES after a STOP restore consent. (HELP was answered
+  by the webhook.)
 - YES / NO answer the verification case that messaged the number last
   (`transaction.confirmed` / `transaction.rejected`).
 - Anything else is recorded on the case that messaged the number last
@@ -29,7 +32,7 @@ from typing import Any
 import faust
 import structlog
 
-from channels.twilio_inbound import keyword
+from channels.reply_words import read_reply
 from schemas.notifications import NotificationRequest
 from streams.kafka import topics, transport
 from streams.kafka.outlets import Outlets, describe, enter
@@ -90,7 +93,7 @@ def resolve(
     if not entries:
         return []
     number, body, at = reply["number"], reply["body"], reply["at"]
-    said = keyword(body)
+    said = read_reply(body)
     if said == "yes" and stopped:
         said = "start"
     event_id = f"sms-{reply['sid']}"
@@ -106,12 +109,16 @@ def resolve(
             "data": data,
         }
 
-    if said in ("stop", "start"):
-        status = "revoked" if said == "stop" else "granted"
+    if said in ("stop", "maybe_stop", "start"):
         customers = {e["customer_id"]: e for e in entries}
-        consent = {"channel": "sms", "address": number, "status": status, "source": "sms_keyword"}
+        answered = entries[-1]["customer_id"]
         return [
-            (topics.PREFERENCE_UPDATES, event("consent.changed", e, consent))
+            (
+                topics.PREFERENCE_UPDATES,
+                event(
+                    "consent.changed", e, _consent(said, number, e, body, e is customers[answered])
+                ),
+            )
             for e in customers.values()
         ]
     if said == "help":
@@ -126,6 +133,24 @@ def resolve(
             return [(topics.ACCOUNT_EVENTS, event(type_, entry, answer))]
     reply_data = {"channel": "sms", "text": body[:1600], "case_id": last["case_id"]}
     return [(topics.ACCOUNT_EVENTS, event("reply.received", last, reply_data))]
+
+
+def _consent(
+    said: str, number: str, entry: dict[str, Any], body: str, answered: bool
+) -> dict[str, Any]:
+    """`consent.changed` data for one customer at the number: the words go with a revocation."""
+    consent = {"channel": "sms", "address": number, "status": "granted", "source": "sms_keyword"}
+    if said == "start":
+        return consent
+    return {
+        **consent,
+        "status": "revoked",
+        "source": "sms_keyword" if said == "stop" else "sms_reply",
+        "reply": body[:1600],
+        "certain": said == "stop",
+        "case_id": entry.get("case_id"),
+        "confirm": answered and said == "stop",
+    }
 
 
 def install(
@@ -179,9 +204,9 @@ def install(
             changed[number] = ({**known, "marks": remember(known["marks"], message)}, event)
             return
         found = resolve(known["marks"], message, known["stopped"])
-        said = keyword(message["body"])
-        if said in ("stop", "start") or (said == "yes" and known["stopped"]):
-            changed[number] = ({**known, "stopped": said == "stop"}, event)
+        said = read_reply(message["body"])
+        if said in ("stop", "maybe_stop", "start") or (said == "yes" and known["stopped"]):
+            changed[number] = ({**known, "stopped": said in ("stop", "maybe_stop")}, event)
         if not found and said != "help":
             await dead_letter(
                 event, "unknown_sender", "an SMS reply from a number we never messaged"

@@ -21,9 +21,10 @@ import faust
 import structlog
 from faust.web import Request, Response, View
 
+from channels.reply_words import read_reply
 from channels.sendgrid_inbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, read_events, verify
 from channels.twilio import TwilioVoice
-from channels.twilio_inbound import keyword, reply_twiml, signature_ok, status_receipt
+from channels.twilio_inbound import reply_twiml, signature_ok, status_receipt
 from streams.dispatch.calls import LiveCalls
 from streams.dispatch.replies import reply_message
 from streams.kafka import topics
@@ -142,8 +143,8 @@ class _Hooks:
             return view.json({"error": "no From or MessageSid"}, status=400)
         message = reply_message(number, body, sid, datetime.now(UTC))
         await self.produce(self.conversations, number.encode(), json.dumps(message).encode())
-        said = keyword(body)
-        log.info("webhook.sms_reply", message_sid=sid, keyword=said)
+        said = read_reply(body)
+        log.info("webhook.sms_reply", message_sid=sid, meaning=said)
         answer = reply_twiml(self.settings.sms_help_text if said == "help" else None)
         return view.text(answer, content_type="text/xml")
 

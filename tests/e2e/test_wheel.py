@@ -89,7 +89,7 @@ def test_the_installed_wheel_checks_the_bundled_policies(installed: Path, tmp_pa
 def test_the_installed_wheel_runs_the_demo(installed: Path, tmp_path: Path) -> None:
     done = clarion(installed, tmp_path, "demo", "--workdir", str(tmp_path / "demo"))
     assert done.returncode == 0, done.stderr
-    assert "91 decisions (27 messages sent), 4 dead-letters" in done.stdout
+    assert "92 decisions (27 messages sent), 4 dead-letters" in done.stdout
 
 
 def test_the_installed_wheel_runs_a_worker(installed: Path, tmp_path: Path) -> None:

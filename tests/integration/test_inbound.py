@@ -49,6 +49,7 @@ PUBLIC = "https://hooks.bank.example/clarion"
 POLICY = """
 version: 1
 default_locale: en
+revocation_confirmation: opt-out-confirmation
 contact_windows:
   default: {start: "08:00", end: "21:00"}
 categories:
@@ -308,7 +309,7 @@ def test_stop_yes_and_a_hard_bounce_move_the_cases_on(running: Running) -> None:
     # The customers answer.
     assert running.twilio(
         "/webhooks/twilio/sms",
-        {"MessageSid": "SM" + "a" * 32, "From": PEOPLE["C-STOP"][0], "Body": "Stop"},
+        {"MessageSid": "SM" + "a" * 32, "From": PEOPLE["C-STOP"][0], "Body": "Please STOP!"},
     ) == (200, '<?xml version="1.0" encoding="UTF-8"?><Response />')
     running.twilio(
         "/webhooks/twilio/sms",
@@ -349,7 +350,19 @@ def test_stop_yes_and_a_hard_bounce_move_the_cases_on(running: Running) -> None:
     running.until("the next email step to go by SMS", has("C-BOUNCE", "sent", "fallback", "sms"))
 
     stop = [d for d in running.ledger() if d.customer_id == "C-STOP" and d.action == "sent"]
+    confirmed = [d for d in stop if d.reason == "revocation_confirmation"]
+    stop = [d for d in stop if d not in confirmed]
     assert [(d.step, d.channel) for d in stop] == [(0, "sms"), (1, "email")]
+    # The revocation with its words on the ledger, and the one confirmation the FCC allows.
+    assert ("consent", "revoked", "sms") in rows("C-STOP")
+    assert [d.recipient for d in confirmed] == [PEOPLE["C-STOP"][0]]
+    running.until(
+        "the confirmation to reach Twilio",
+        lambda: any(
+            m["To"] == PEOPLE["C-STOP"][0] and "no longer get text messages" in m["Body"]
+            for m in twilio.accepted
+        ),
+    )
     assert stop[1].detail == "no mobile number with SMS consent", "the ledger says why"
     yes = rows("C-YES")
     assert not any(channel == "voice" for _, _, channel in yes), "no call after YES"

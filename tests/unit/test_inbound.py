@@ -1,4 +1,4 @@
-"""Reading what comes back: keywords, status callbacks, SendGrid events, links, reply routing."""
+"""Reading what comes back: status callbacks, SendGrid events, links, reply routing."""
 
 from __future__ import annotations
 
@@ -11,39 +11,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from channels.sendgrid_inbound import read_events, verify
-from channels.twilio_inbound import keyword, status_receipt
+from channels.twilio_inbound import status_receipt
 from streams.dispatch.replies import remember, reply_message, resolve
 from streams.kafka import topics
 from streams.web.links import BadLink, LinkKeys
 
 AT = datetime(2026, 11, 23, 15, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ("STOP", "stop"),
-        (" stopall ", "stop"),
-        ("Unsubscribe", "stop"),
-        ("cancel", "stop"),
-        ("END", "stop"),
-        ("quit", "stop"),
-        ("Revoke", "stop"),
-        ("OPTOUT", "stop"),
-        ("start", "start"),
-        ("UNSTOP", "start"),
-        ("help", "help"),
-        ("Yes", "yes"),
-        (" y", "yes"),
-        ("NO", "no"),
-        ("n", "no"),
-        ("stop please", None),
-        ("yes it was me", None),
-        ("", None),
-    ],
-)
-def test_keywords_are_the_whole_message_in_any_case(body: str, expected: str | None) -> None:
-    assert keyword(body) == expected
 
 
 def test_status_callbacks_become_receipts_classified_by_the_shared_table() -> None:
