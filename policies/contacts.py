@@ -77,7 +77,7 @@ def resolve(
         )
     first_block: Blocked | None = None
     for channel in channels:
-        found = reach(state, channel, category_name)
+        found = reach(state, channel, category_name, debt=category.kind == "debt_collection")
         if isinstance(found, Target):
             return found
         first_block = first_block or found
@@ -85,8 +85,13 @@ def resolve(
     return first_block
 
 
-def reach(state: CustomerState, channel: Channel, category_name: str) -> Target | Blocked:
-    """The address for one channel, or why that channel cannot be used."""
+def reach(
+    state: CustomerState, channel: Channel, category_name: str, *, debt: bool
+) -> Target | Blocked:
+    """The address for one channel, or why that channel cannot be used.
+
+    `debt`: a debt collection message, which Reg F 1006.22(f)(3) keeps off a work
+    email address the customer has not consented to."""
     if (state.preferences.channels or {}).get(channel) is False:
         return Blocked(channel, "opted_out", f"the customer turned {channel} off")
     by_category = (state.preferences.category_channels or {}).get(category_name) or {}
@@ -95,18 +100,18 @@ def reach(state: CustomerState, channel: Channel, category_name: str) -> Target 
             channel, "opted_out", f"the customer turned {channel} off for {category_name}"
         )
     if channel == "email":
-        return _email(state, category_name)
+        return _email(state, debt)
     return _phone(state, channel)
 
 
-def _email(state: CustomerState, category_name: str) -> Target | Blocked:
+def _email(state: CustomerState, debt: bool) -> Target | Blocked:
     if not state.profile.emails:
         return Blocked("email", "no_contact_point", "no email address on file")
     for email in state.profile.emails:
         consent = state.consents.get(CustomerState.consent_key("email", email.address))
         if consent is not None and consent.status in ("revoked", "unusable"):
             continue
-        if category_name == "collections" and email.type == "work" and not email.consented:
+        if debt and email.type == "work" and not email.consented:
             continue
         return Target("email", email.address)
     return Blocked(

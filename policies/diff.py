@@ -38,8 +38,19 @@ def rule_changes(old: PolicySet, new: PolicySet) -> list[RuleChange]:
     return found
 
 
+def template_changes(old: PolicySet, new: PolicySet) -> list[RuleChange]:
+    """Each template file the sets can send whose words differ, by path (`templates/x/sms.en.j2`),
+    with the digests of its content before and after (None where absent)."""
+    paths = sorted(set(old.templates) | set(new.templates))
+    return [
+        RuleChange(f"templates/{p}", old.templates.get(p), new.templates.get(p))
+        for p in paths
+        if old.templates.get(p) != new.templates.get(p)
+    ]
+
+
 def _tree(policy: PolicySet) -> dict[str, Any]:
-    tree = policy.model_dump(mode="json", exclude={"version"})
+    tree = policy.model_dump(mode="json", exclude={"version", "templates"})
     for escalation in tree["escalations"].values():
         escalation["ladders"] = {ladder.pop("name"): ladder for ladder in escalation["ladders"]}
     return tree

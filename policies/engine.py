@@ -620,7 +620,8 @@ class _Run:
         if not channels:
             return not profile.phones and not profile.emails
         left = [c for c in channels if c not in tried]
-        found = [reach(self.state, c, category) for c in left]
+        debt = self.policy.categories[category].kind == "debt_collection"
+        found = [reach(self.state, c, category, debt=debt) for c in left]
         return bool(left) and all(
             isinstance(r, Blocked) and r.reason == "no_contact_point" for r in found
         )
@@ -724,7 +725,8 @@ class _Run:
             elif recipient is not None:
                 found = Target(channel, recipient)
             else:
-                found = reach(self.state, channel, category_name)
+                debt = category.kind == "debt_collection"
+                found = reach(self.state, channel, category_name, debt=debt)
             if isinstance(found, Blocked):
                 first, first_channel = first or found, first_channel or channel
                 continue

@@ -8,7 +8,7 @@ data, and maps each pydantic error location back onto a node.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from policies.contacts import reachable
 from policies.model import (
+    KINDS_BY_NAME,
+    VOICEMAIL_TEMPLATE,
     Category,
     Condition,
     Duration,
@@ -81,8 +83,19 @@ class PolicyReport:
     """Compliance findings: the set loads, but a person should look."""
 
 
-def load_directory(directory: Path, templates: Templates | None = None) -> PolicySet:
-    return load_sources(read_directory(directory), templates)
+def read_templates(directory: Path) -> dict[str, str]:
+    """Every template file under `directory`, by its path there (`payment-missed/sms.en.j2`)."""
+    if not directory.is_dir():
+        return {}
+    paths = sorted(p for p in directory.glob("*/*.j2") if p.is_file())
+    return {f"{p.parent.name}/{p.name}": p.read_text(encoding="utf-8") for p in paths}
+
+
+def load_directory(directory: Path, templates_dir: Path | None = None) -> PolicySet:
+    """The set in `directory`; its version covers the templates it uses (from `templates_dir`,
+    else `templates/` beside the files)."""
+    texts = read_templates(templates_dir or directory / "templates")
+    return check_sources(read_directory(directory), texts=texts).policy
 
 
 def load_sources(sources: Iterable[PolicySource], templates: Templates | None = None) -> PolicySet:
@@ -90,9 +103,16 @@ def load_sources(sources: Iterable[PolicySource], templates: Templates | None = 
 
 
 def check_sources(
-    sources: Iterable[PolicySource], templates: Templates | None = None
+    sources: Iterable[PolicySource],
+    templates: Templates | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> PolicyReport:
-    """Load and validate; with `templates`, every template name must resolve too."""
+    """Load and validate; with `templates`, every template name must resolve too.
+
+    `texts` are the template files by path (`read_templates`): the version covers
+    those the set can use, so two sets that differ only in a message's words have
+    different versions, and a decision's version names the words that went out.
+    """
     sources = list(sources)
     errors: list[PolicyError] = []
     files: list[tuple[PolicySource, PolicyFile, yaml.Node]] = []
@@ -103,16 +123,37 @@ def check_sources(
     if errors:
         raise PolicyLoadError(errors)
     warnings: list[PolicyError] = []
-    policy = _merge(files, _version(sources), errors, warnings, templates)
+    policy = _merge(files, "pending", errors, warnings, templates)
     if errors:
         raise PolicyLoadError(sorted(errors, key=lambda e: (e.file, e.line, e.column)))
+    used = _used_templates(policy, texts or {})
+    policy = policy.model_copy(update={"version": _version(sources, used), "templates": used})
     return PolicyReport(policy, sorted(warnings, key=lambda e: (e.file, e.line, e.column)))
 
 
-def _version(sources: list[PolicySource]) -> str:
+def _used_templates(policy: PolicySet, texts: Mapping[str, str]) -> dict[str, str]:
+    """Each file of a template the set can send, with its content's digest."""
+    names = {policy.revocation_confirmation} if policy.revocation_confirmation else set()
+    for esc in policy.escalations.values():
+        for ladder in esc.ladders:
+            for step in ladder.steps:
+                if step.send is not None:
+                    names.add(step.send.template)
+                    if "voice" in reachable(step.send):
+                        names.add(VOICEMAIL_TEMPLATE)
+    return {
+        path: hashlib.sha256(text.encode()).hexdigest()[:12]
+        for path, text in sorted(texts.items())
+        if path.split("/")[0] in names
+    }
+
+
+def _version(sources: list[PolicySource], templates: Mapping[str, str]) -> str:
     digest = hashlib.sha256()
     for source in sorted(sources, key=lambda s: s.name):
         digest.update(source.name.encode() + b"\0" + source.text.encode() + b"\0")
+    for path, content in templates.items():
+        digest.update(b"templates/" + path.encode() + b"\0" + content.encode() + b"\0")
     return "pol-" + digest.hexdigest()[:12]
 
 
@@ -244,6 +285,22 @@ def _merge(
                 (source.name, *_position(node, ["frequency_caps", i, "categories"], key=False))
             )
 
+    for name, category in list(merged["categories"].items()):
+        if category.kind is None:
+            kind = KINDS_BY_NAME.get(name, "servicing")
+            merged["categories"][name] = category.model_copy(update={"kind": kind})
+            src, node = positions["categories" + name]
+            line, col = _position(node, ["categories", name], key=True)
+            warnings.append(
+                PolicyError(
+                    src,
+                    line,
+                    col,
+                    f"warning: categories.{name} declares no kind; read as {kind} from its name. "
+                    "Say what its messages are (kind: debt_collection, servicing, security, "
+                    "marketing or notice): the compliance checks follow it",
+                )
+            )
     locale = scalars.get("default_locale", ("", "en"))[1]
     for name, esc in merged["escalations"].items():
         src, node = positions["escalations" + name]
@@ -254,9 +311,7 @@ def _merge(
         for problem, loc in found:
             line, col = _position(node, ["escalations", name, *loc], key=False)
             errors.append(PolicyError(src, line, col, problem))
-        for problem, loc in _compliance_warnings(
-            name, esc, merged["categories"], merged["frequency_caps"]
-        ):
+        for problem, loc in _compliance_warnings(name, esc, merged):
             line, col = _position(node, ["escalations", name, *loc], key=False)
             warnings.append(PolicyError(src, line, col, "warning: " + problem))
     for cap, (src, line, col) in zip(merged["frequency_caps"], cap_positions, strict=True):
@@ -379,32 +434,48 @@ def _template_problems(
 
 
 def _compliance_warnings(
-    name: str, esc: Escalation, categories: dict[str, Category], caps: list[FrequencyCap]
+    name: str, esc: Escalation, merged: dict[str, Any]
 ) -> list[tuple[str, list[Any]]]:
-    """What loads but deserves a compliance officer's eye (`policy check --strict` fails on it)."""
+    """What loads but deserves a compliance officer's eye (`policy check --strict` fails on it).
+
+    By the category's kind, not its name: a debt collection category called `arrears`
+    is held to the same rules as one called `collections`.
+    """
     found: list[tuple[str, list[Any]]] = []
+    categories: dict[str, Category] = merged["categories"]
+    caps: list[FrequencyCap] = merged["frequency_caps"]
     category = categories.get(esc.category)
     if category is None:
         return found
-    if esc.category == "collections" and category.contact_windows != "enforce":
+    debt = category.kind == "debt_collection"
+    if debt and category.contact_windows != "enforce":
         found.append(
             (
-                f"{name}: a collections escalation whose category ignores contact windows",
+                f"{name}: a debt collection escalation whose category ignores contact windows "
+                "(Reg F 1006.6(b)(1): no communication at an inconvenient time)",
                 ["category"],
             )
         )
-    if esc.category == "collections" and not any(
-        step.deadline is not None for ladder in esc.ladders for step in ladder.steps
-    ):
+    if debt and not category.required and category.frequency_caps != "enforce":
         found.append(
             (
-                f"{name}: a collections escalation with no step that has a deadline; "
-                "Reg F 1006.34 times the validation notice (in the first communication or "
-                "within five days of it): give that step `deadline: 5d`",
+                f"{name}: a debt collection escalation whose category is exempt from frequency "
+                "caps (Reg F 1006.14(b): 7 calls in 7 days, and none for 7 days after a "
+                "conversation)",
+                ["category"],
+            )
+        )
+    if debt and not category.required and not _has_validation_notice(esc, merged):
+        found.append(
+            (
+                f"{name}: a debt collection escalation with no validation notice: no step "
+                f"with a deadline, and no required debt collection escalation on "
+                f"{esc.trigger}. Reg F 1006.34 wants the notice in the first communication "
+                "or within five days of it (a required category, `deadline: 5d`)",
                 ["ladders"],
             )
         )
-    if esc.category == "marketing" and category.consent != "opt_in":
+    if category.kind == "marketing" and category.consent != "opt_in":
         found.append((f"{name}: a marketing escalation without consent: opt_in", ["category"]))
     voice_capped = category.frequency_caps == "enforce" and any(
         cap.matches_channel("voice") and (cap.categories is None or esc.category in cap.categories)
@@ -421,6 +492,24 @@ def _compliance_warnings(
                     )
                 )
     return found
+
+
+def _has_validation_notice(esc: Escalation, merged: dict[str, Any]) -> bool:
+    """A step with a deadline in the escalation, or a required debt collection escalation
+    opened by the same event (the notice as a notice of its own, which becomes a letter
+    when no channel may carry it)."""
+    if any(step.deadline is not None for ladder in esc.ladders for step in ladder.steps):
+        return True
+    for other in merged["escalations"].values():
+        category = merged["categories"].get(other.category)
+        if (
+            other.trigger == esc.trigger
+            and category is not None
+            and category.kind == "debt_collection"
+            and category.required
+        ):
+            return True
+    return False
 
 
 def _names_voice(send: Send) -> bool:

@@ -21,6 +21,9 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 OPERATORS = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists"})
 PATH_ROOTS = ("data.", "customer.", "case.")
 
+VOICEMAIL_TEMPLATE = "voicemail"
+"""The template every call needs: what an answering machine may hear (channels/templates.py)."""
+
 _UNITS = {
     "m": timedelta(minutes=1),
     "h": timedelta(hours=1),
@@ -82,7 +85,29 @@ def _check_condition(cond: Condition) -> Condition:
 CheckedCondition = Annotated[Condition, Field(json_schema_extra={"format": "condition"})]
 
 
+CategoryKind = Literal["debt_collection", "servicing", "security", "marketing", "notice"]
+"""What a category's messages are, in the rules' terms: the lints and guards follow it.
+
+`debt_collection` is Reg F's "communication" (caps, contact windows, the work-email
+rule, opt-out text, limited-content voicemails); `marketing` needs consent and
+opt-out text; `security` and `servicing` are the account's own business; `notice`
+is a notice the law or the contract requires that is not about a debt.
+"""
+
+KINDS_BY_NAME: dict[str, CategoryKind] = {
+    "collections": "debt_collection",
+    "marketing": "marketing",
+    "fraud": "security",
+    "security": "security",
+    "notices": "notice",
+}
+"""What a category without `kind` is read as (with a warning): the names the examples use."""
+
+
 class Category(_Strict):
+    kind: CategoryKind | None = Field(
+        default=None, description="what the messages are; read from the name (warned) if unset"
+    )
     contact_windows: Literal["enforce", "ignore"] = "enforce"
     frequency_caps: Literal["enforce", "exempt"] = "enforce"
     honours_cease: bool = True
@@ -245,6 +270,10 @@ class PolicySet(_Strict):
     contact_wait: Duration = Field(
         default=Duration(amount=1, unit="d"),
         description="how long a step that finds no contact point waits for a profile",
+    )
+    templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="each file of a template the set can send, with its digest: in the version",
     )
     revocation_confirmation: str | None = Field(
         default=None,

@@ -58,7 +58,8 @@ def create_app(
     settings: Settings, policy: PolicySet | None = None, channel: Channel | None = None
 ) -> faust.App:
     """A worker's app for `settings.role`; `channel` serves every channel (tests, the demo)."""
-    policy = policy or load_directory(policies_dir(settings))
+    folder = templates_dir(policies_dir(settings), settings.templates_dir)
+    policy = policy or load_directory(policies_dir(settings), folder)
     log.info(
         "worker.policies",
         role=settings.role,
@@ -76,7 +77,6 @@ def create_app(
         page.install(app, settings, policy, out.produce, engine.customers)
         pending = engine.index.pending
     if settings.role != "intake":
-        folder = templates_dir(policies_dir(settings), settings.templates_dir)
         templates = Templates(folder, policy.default_locale)
         channels = (
             ChannelRouter({"sms": channel, "email": channel, "voice": channel})

@@ -138,7 +138,9 @@ def _policy_check(args: argparse.Namespace) -> int:
     from streams.cli import policy
 
     directory = args.directory or EXAMPLE_POLICIES
-    return policy.check(directory, args.templates, args.strict, sys.stdout, sys.stderr)
+    return policy.check(
+        directory, args.templates, args.strict, sys.stdout, sys.stderr, args.lenient
+    )
 
 
 def _policy_simulate(args: argparse.Namespace) -> int:
@@ -328,6 +330,11 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     check.add_argument("--templates", type=Path, help="template directory (default: beside)")
     check.add_argument("--strict", action="store_true", help="compliance warnings fail too")
+    check.add_argument(
+        "--lenient",
+        action="store_true",
+        help="a draft: a missing opt-out instruction is a warning, not an error",
+    )
     sim = policy.add_parser(
         "simulate", help="replay events on a virtual clock and print every decision"
     )

@@ -6,6 +6,7 @@ core's (`policies.loader`, `policies.simulator`).
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -18,8 +19,14 @@ from pydantic import ValidationError
 from channels.lint import has_opt_out, sms_segments
 from channels.templates import RenderError, TemplateMissing, Templates
 from policies.contacts import reachable
-from policies.diff import DecisionChange, decision_changes, first_instant, rule_changes
-from policies.loader import PolicyLoadError, check_sources, read_directory
+from policies.diff import (
+    DecisionChange,
+    decision_changes,
+    first_instant,
+    rule_changes,
+    template_changes,
+)
+from policies.loader import PolicyLoadError, check_sources, read_directory, read_templates
 from policies.model import PolicySet
 from policies.simulator import Replayable, simulate
 from schemas.examples import EXAMPLE_DATA
@@ -40,7 +47,8 @@ FORMATS = ("table", "jsonl")
 def load(policies: Path, templates: Templates, err: TextIO) -> tuple[PolicySet, list[str]] | None:
     """The checked set and its warnings; None (errors written to `err`) when it does not load."""
     try:
-        report = check_sources(read_directory(policies), templates.available())
+        texts = read_templates(templates.directory)
+        report = check_sources(read_directory(policies), templates.available(), texts)
     except PolicyLoadError as exc:
         for error in exc.errors:
             err.write(f"{error}\n")
@@ -48,33 +56,52 @@ def load(policies: Path, templates: Templates, err: TextIO) -> tuple[PolicySet, 
     return report.policy, [str(w) for w in report.warnings]
 
 
-def check(policies: Path, templates: Path | None, strict: bool, out: TextIO, err: TextIO) -> int:
+def check(
+    policies: Path,
+    templates: Path | None,
+    strict: bool,
+    out: TextIO,
+    err: TextIO,
+    lenient: bool = False,
+) -> int:
+    """Exit 1 on an error (or, with `strict`, a warning); `lenient` turns a missing opt-out
+    instruction from an error into a warning, for drafts."""
     folder = templates_dir(policies, templates)
     found = Templates(folder)
     loaded = load(policies, found, err)
     if loaded is None:
         return 1
     policy, warnings = loaded
-    errors, template_warnings, notes = lint_templates(policy, found)
+    errors, template_warnings, notes = lint_templates(policy, found, lenient)
     warnings += template_warnings
     for line in errors + warnings:
         err.write(f"{line}\n")
     for line in notes:
         out.write(f"{line}\n")
     out.write(
-        f"{policies}: {len(policy.escalations)} escalations, version {policy.version}, "
-        f"templates from {folder}, {len(errors)} errors, {len(warnings)} warnings\n"
+        f"{policies}: {len(policy.escalations)} escalations, version {policy.version} "
+        f"(its YAML and {len(policy.templates)} template files from {folder}), "
+        f"{len(errors)} errors, {len(warnings)} warnings\n"
     )
     return 1 if errors or (strict and warnings) else 0
 
 
+OPT_OUT_RULES = {
+    "debt_collection": "Reg F 1006.6(e) wants one in every electronic communication",
+    "marketing": "CAN-SPAM and the TCPA want one in every marketing message",
+}
+"""The kinds of category whose emails and SMS must say how to opt out, and the rule."""
+OPT_OUT_KINDS = frozenset(OPT_OUT_RULES)
+
+
 def lint_templates(
-    policy: PolicySet, templates: Templates
+    policy: PolicySet, templates: Templates, lenient: bool = False
 ) -> tuple[list[str], list[str], list[str]]:
     """Render every template a step can use, in every locale it has, with sample data.
 
-    Returns errors (it does not render), warnings (a collections SMS or email
-    without opt-out text) and notes (SMS segment counts).
+    Returns errors (it does not render; a debt collection or marketing SMS or
+    email without opt-out text, a warning with `lenient`), warnings and notes
+    (SMS segment counts).
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -103,10 +130,13 @@ def lint_templates(
                     if channel == "sms":
                         count, encoding = sms_segments(message.body)
                         notes.append(f"{where}: {count} SMS segment(s), {encoding}")
-                    if esc.category == "collections" and not has_opt_out(channel, message.body):
-                        warnings.append(
-                            f"{where}: warning: a collections {channel} message with no "
-                            "opt-out instruction (reply STOP / unsubscribe)"
+                    kind = policy.categories[esc.category].kind
+                    if kind in OPT_OUT_KINDS and not has_opt_out(channel, message.body):
+                        found = warnings if lenient else errors
+                        found.append(
+                            f"{where}: {'warning: ' if lenient else ''}a "
+                            f"{kind.replace('_', ' ')} {channel} message with no opt-out "
+                            f"instruction (reply STOP / unsubscribe): {OPT_OUT_RULES[kind]}"
                         )
     confirmation = policy.revocation_confirmation
     for template, channel, locale in sorted(available):
@@ -187,8 +217,9 @@ def diff_command(
 ) -> int:
     """The rules that differ, and with `events`, the decisions that come out differently."""
     sets: list[PolicySet] = []
-    for directory in (old_dir, new_dir):
-        loaded = load(directory, Templates(templates_dir(directory, templates)), err)
+    folders = [templates_dir(directory, templates) for directory in (old_dir, new_dir)]
+    for directory, folder in zip((old_dir, new_dir), folders, strict=True):
+        loaded = load(directory, Templates(folder), err)
         if loaded is None:
             err.write(f"{directory}: does not load; nothing compared\n")
             return 1
@@ -201,6 +232,10 @@ def diff_command(
         before = "(absent)" if change.old is None else change.old
         after = "(absent)" if change.new is None else change.new
         out.write(f"  {change.path}: {before} -> {after}\n")
+    words = template_changes(old, new)
+    out.write(f"templates: {_count(len(words), 'change')}\n")
+    for change in words:
+        out.write("".join(_text_diff(change.path, *folders)))
     if events is None:
         return 0
     parsed, bad = read_events(events, err)
@@ -229,6 +264,18 @@ def diff_command(
             sign = "-" if differs.side == "old" else "+"
             out.write(f"    {sign} {timeline.line(differs.decision, zone)}\n")
     return 2 if bad else 0
+
+
+def _text_diff(path: str, old_folder: Path, new_folder: Path) -> Iterator[str]:
+    """A template's words before and after, as a unified diff indented under its path."""
+    name = path.removeprefix("templates/")
+    before, after = _text_lines(old_folder / name), _text_lines(new_folder / name)
+    for line in difflib.unified_diff(before, after, f"old/{path}", f"new/{path}"):
+        yield "  " + (line if line.endswith("\n") else line + "\n")
+
+
+def _text_lines(file: Path) -> list[str]:
+    return file.read_text(encoding="utf-8").splitlines(keepends=True) if file.is_file() else []
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

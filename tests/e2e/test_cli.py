@@ -47,7 +47,7 @@ def test_demo_runs_to_the_end_and_prints_a_timeline(tmp_path: Path) -> None:
 def test_policy_check_accepts_the_reference_set() -> None:
     result = clarion("policy", "check", str(POLICIES))
     assert result.returncode == 0, result.stderr
-    assert "9 escalations" in result.stdout
+    assert "10 escalations" in result.stdout
 
 
 def test_policy_check_reports_file_line_column(tmp_path: Path) -> None:
@@ -111,7 +111,8 @@ def test_policy_check_strict_fails_on_a_compliance_warning(tmp_path: Path) -> No
     path = tmp_path / "p" / "00-guards.yaml"
     path.write_text(
         path.read_text().replace(
-            "collections: {contact_windows: enforce", "collections: {contact_windows: ignore"
+            "collections: {kind: debt_collection, contact_windows: enforce",
+            "collections: {kind: debt_collection, contact_windows: ignore",
         )
     )
     lenient = clarion("policy", "check", str(tmp_path / "p"))
@@ -192,12 +193,13 @@ def test_policy_diff_names_the_rule_and_the_decisions_it_moves(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "rules: 1 change\n" in out
-    assert "  escalations.missed-payment.ladders.standard.steps.2.after: 3d -> 5d\n" in out
+    assert "  escalations.missed-payment.ladders.standard.steps.1.after: 3d -> 5d\n" in out
     assert "decisions for" in out and "first at 2026-11-23 14:00Z" in out
     ana = out[out.index("  C-1001") :].splitlines()[1:3]
     assert ana[0].startswith("    - 2026-11-23 14:00Z") and "payment-overdue" in ana[0]
     assert ana[1].startswith("    + 2026-11-25 14:00Z") and "payment-overdue" in ana[1]
     assert "+13125550101" not in out  # recipients are masked, as in the timeline
+    assert "templates: 0 changes\n" in out
 
     # An event line that cannot be read is named, and the report still comes (exit 2).
     events = tmp_path / "events.jsonl"
@@ -206,6 +208,15 @@ def test_policy_diff_names_the_rule_and_the_decisions_it_moves(tmp_path: Path) -
     assert with_bad.returncode == 2
     assert with_bad.stderr.startswith(f"{events}:34: ")
     assert with_bad.stdout == out.replace(str(STORIES), str(events))
+
+    # A message's words are part of the set: another version, and the lines that differ.
+    sms = new / "templates" / "payment-missed" / "sms.en.j2"
+    sms.write_text(sms.read_text().replace("Pay or call us", "Pay now or call us"))
+    words = clarion("policy", "diff", str(POLICIES), str(new)).stdout
+    versions = words.splitlines()[0]
+    assert versions.split()[2] != versions.split()[5], versions
+    assert "templates: 1 change\n  --- old/templates/payment-missed/sms.en.j2\n" in words
+    assert "  +Your payment" in words and "Pay now or call us" in words
 
     # A set that does not load is named, and nothing is compared.
     collections.write_text(collections.read_text().replace("stop_on:", "stop_onn:", 1))

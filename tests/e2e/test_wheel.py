@@ -81,7 +81,7 @@ def test_the_installed_wheel_checks_the_bundled_policies(installed: Path, tmp_pa
     done = clarion(installed, tmp_path, "policy", "check", timeout=120)
     assert done.returncode == 0, done.stderr
     last = done.stdout.splitlines()[-1]
-    assert "site-packages/streams/bundled/policies: 9 escalations" in last
+    assert "site-packages/streams/bundled/policies: 10 escalations" in last
     assert "0 errors, 0 warnings" in last
     assert str(ROOT) not in done.stdout
 
@@ -89,7 +89,7 @@ def test_the_installed_wheel_checks_the_bundled_policies(installed: Path, tmp_pa
 def test_the_installed_wheel_runs_the_demo(installed: Path, tmp_path: Path) -> None:
     done = clarion(installed, tmp_path, "demo", "--workdir", str(tmp_path / "demo"))
     assert done.returncode == 0, done.stderr
-    assert "92 decisions (27 messages sent), 4 dead-letters" in done.stdout
+    assert "104 decisions (27 messages sent), 4 dead-letters" in done.stdout
 
 
 def test_the_installed_wheel_runs_a_worker(installed: Path, tmp_path: Path) -> None:

@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
+from policies.loader import load_directory
 from streams.cli.demo import start_worker, stop_worker
 from streams.cli.main import main
 from streams.kafka.broker import free_port
 from streams.runtime.settings import Settings
 from tests.apache_kafka import ApacheKafka
-from tests.conftest import KAFKA_SETTINGS, wait_ready
+from tests.conftest import KAFKA_SETTINGS, POLICIES, wait_ready
 from tests.kubernetes import ROLES, mounted_like_kubelet, one, pod, render, worker
 
 pytestmark = pytest.mark.integration
@@ -87,7 +88,9 @@ def test_each_role_starts_as_its_pod_says_and_answers_its_probes(
                 if '"worker.policies"' in line
             ]
             assert loaded and loaded[0]["policies"] == str(volumes["policies"])
-            assert loaded[0]["escalations"] == 9
+            bundled = load_directory(POLICIES)
+            assert loaded[0]["escalations"] == len(bundled.escalations)
+            assert loaded[0]["version"] == bundled.version, "the same YAML and templates"
         # SIGTERM, as kubelet stops a pod: each worker is out well within its grace period.
         for role, proc in zip(ROLES, procs, strict=True):
             grace = pod(rendered, role)["spec"]["terminationGracePeriodSeconds"]

@@ -45,16 +45,24 @@ def copy_policies(tmp_path: Path) -> Path:
     return target
 
 
-def test_a_collections_sms_without_opt_out_is_a_warning(tmp_path: Path) -> None:
+def test_a_debt_collection_sms_without_opt_out_is_an_error_unless_lenient(
+    tmp_path: Path,
+) -> None:
+    """Reg F 1006.6(e): an error by default, as the policy language says; a warning for drafts."""
     policies = copy_policies(tmp_path)
     sms = policies / "templates" / "payment-overdue" / "sms.en.j2"
     sms.write_text(sms.read_text().replace(" Reply STOP to opt out.", ""))
     out, err = io.StringIO(), io.StringIO()
-    assert policy_cli.check(policies, None, False, out, err) == 0
+    assert policy_cli.check(policies, None, False, out, err) == 1
     assert (
-        "templates/payment-overdue/sms.en.j2: warning: a collections sms message" in err.getvalue()
+        "templates/payment-overdue/sms.en.j2: a debt collection sms message with no opt-out "
+        "instruction" in err.getvalue()
     )
-    assert policy_cli.check(policies, None, True, io.StringIO(), io.StringIO()) == 1
+    assert "Reg F 1006.6(e)" in err.getvalue()
+    lenient = io.StringIO()
+    assert policy_cli.check(policies, None, False, io.StringIO(), lenient, lenient=True) == 0
+    assert "sms.en.j2: warning: a debt collection sms message" in lenient.getvalue()
+    assert policy_cli.check(policies, None, True, io.StringIO(), io.StringIO(), True) == 1
 
 
 def test_a_template_that_does_not_render_is_an_error(tmp_path: Path) -> None:

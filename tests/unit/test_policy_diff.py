@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies.diff import RuleChange, decision_changes, first_instant, rule_changes
-from policies.loader import PolicySource, load_sources
+from policies.diff import (
+    RuleChange,
+    decision_changes,
+    first_instant,
+    rule_changes,
+    template_changes,
+)
+from policies.loader import PolicySource, load_directory, load_sources
 from policies.model import PolicySet
 from policies.simulator import simulate
 from schemas.decisions import Decision
@@ -38,7 +46,7 @@ def test_the_same_set_has_no_changes(policy: PolicySet) -> None:
 def test_a_step_moved_is_one_change_at_its_path(policy: PolicySet) -> None:
     later = changed(**{"10_collections": (OVERDUE, OVERDUE.replace("3d", "5d"))})
     assert rule_changes(policy, later) == [
-        RuleChange("escalations.missed-payment.ladders.standard.steps.2.after", "3d", "5d")
+        RuleChange("escalations.missed-payment.ladders.standard.steps.1.after", "3d", "5d")
     ]
 
 
@@ -68,7 +76,7 @@ def test_a_condition_set_where_there_was_none_reads_null(policy: PolicySet) -> N
     new = changed(**{"10_collections": (step, guarded)})
     assert rule_changes(policy, new) == [
         RuleChange(
-            "escalations.missed-payment.ladders.standard.steps.4.when",
+            "escalations.missed-payment.ladders.standard.steps.3.when",
             "null",
             "{data.amount_due: {gte: 50}}",
         )
@@ -161,3 +169,34 @@ def test_what_each_side_alone_makes_accounts_for_every_difference(
 
     assert rest(old, "old") == rest(new, "new")
     assert [c.decision.at for c in changes] == sorted(c.decision.at for c in changes)
+
+
+def test_a_templates_words_change_the_version_and_show_in_the_diff(tmp_path: Path) -> None:
+    """The version covers what shapes a message: a decision's version names the words sent."""
+    new = tmp_path / "new"
+    shutil.copytree(POLICIES, new)
+    old_set, same = load_directory(POLICIES), load_directory(new)
+    assert same.version == old_set.version and template_changes(old_set, same) == []
+    assert "payment-missed/sms.en.j2" in old_set.templates
+    assert "voicemail/voice.en.j2" in old_set.templates, "every call may leave it"
+
+    sms = new / "templates" / "payment-missed" / "sms.en.j2"
+    sms.write_text(sms.read_text().replace("Pay or call us", "Pay now or call us"))
+    reworded = load_directory(new)
+    assert reworded.version != old_set.version
+    assert rule_changes(old_set, reworded) == [], "the rules are the same"
+    [change] = template_changes(old_set, reworded)
+    assert change.path == "templates/payment-missed/sms.en.j2"
+    assert change.old == old_set.templates["payment-missed/sms.en.j2"] != change.new
+
+    # A template no step can send is not part of the set.
+    (new / "templates" / "unused").mkdir()
+    (new / "templates" / "unused" / "sms.en.j2").write_text("Nobody sends this.")
+    assert load_directory(new).version == reworded.version
+
+
+def test_the_core_and_the_channels_name_the_voicemail_template_alike() -> None:
+    from channels.templates import VOICEMAIL
+    from policies.model import VOICEMAIL_TEMPLATE
+
+    assert VOICEMAIL == VOICEMAIL_TEMPLATE

@@ -60,15 +60,14 @@ def test_unknown_key_points_at_the_key() -> None:
     assert "stop_onn: unknown key" in err
 
 
+def line_of(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
 def test_bad_duration_names_line_and_column() -> None:
-    [err] = errors_of(
-        **{
-            "10-collections.yaml": collections(
-                "{after: 3d, send: {channel: sms", "{after: 3x, send: {channel: sms"
-            )
-        }
-    )
-    assert err.startswith("10-collections.yaml:33:")
+    text = collections("{after: 3d, send: {channel: sms", "{after: 3x, send: {channel: sms")
+    [err] = errors_of(**{"10-collections.yaml": text})
+    assert err.startswith(f"10-collections.yaml:{line_of(text, '3x')}:")
     assert "'3x' is not a duration" in err
 
 
@@ -141,7 +140,7 @@ def test_unknown_template_names_the_missing_files() -> None:
     with pytest.raises(PolicyLoadError) as info:
         check_sources(sources(**{"10-collections.yaml": text}), templates)
     [err] = [str(e) for e in info.value.errors]
-    assert err.startswith("10-collections.yaml:33:56: ")
+    assert err.startswith(f"10-collections.yaml:{line_of(text, 'payment-overdeu')}:56: ")
     assert "unknown template 'payment-overdeu' for sms, email" in err
     assert "no sms.en.j2, email.en.j2" in err
 
@@ -191,19 +190,57 @@ def test_compliance_warnings_load_but_are_reported() -> None:
 
     guards = (POLICIES / "00-guards.yaml").read_text()
     guards = guards.replace(
-        "collections: {contact_windows: enforce", "collections: {contact_windows: ignore"
+        "collections: {kind: debt_collection, contact_windows: enforce, frequency_caps: enforce",
+        "collections: {kind: debt_collection, contact_windows: ignore, frequency_caps: exempt",
     ).replace("  - {channel: voice, max: 7, per: 7d, scope: account}", "")
-    guards = guards.replace(
-        "marketing:   {contact_windows: enforce, frequency_caps: enforce, honours_cease: true,  "
-        "consent: opt_in}",
-        "marketing:   {contact_windows: enforce, frequency_caps: enforce, honours_cease: true}",
-    )
+    guards = guards.replace("honours_cease: true,  consent: opt_in}", "honours_cease: true}")
     report = check_sources(sources(**{"00-guards.yaml": guards}))
     text = "\n".join(str(w) for w in report.warnings)
-    assert "missed-payment: a collections escalation whose category ignores contact windows" in text
+    assert "missed-payment: a debt collection escalation whose category ignores contact" in text
+    assert "missed-payment: a debt collection escalation whose category is exempt from" in text
     assert "offers: a marketing escalation without consent: opt_in" in text
-    assert "which no voice frequency cap covers" not in text  # the `any` caps still cover voice
+    assert "which no voice frequency cap covers" in text  # exempt: no cap covers its calls
     assert all(str(w).split(":")[1].isdigit() for w in report.warnings)
+
+
+def test_the_checks_follow_the_kind_not_the_name() -> None:
+    """A debt collection category called `arrears` is held to the same rules (issue 27)."""
+    from policies.loader import check_sources
+
+    guards = (POLICIES / "00-guards.yaml").read_text()
+    guards = guards.replace(
+        "collections: {kind: debt_collection, contact_windows: enforce",
+        "arrears: {kind: debt_collection, contact_windows: ignore",
+    ).replace("[collections, service, marketing]", "[arrears, service, marketing]")
+    collections = (POLICIES / "10-collections.yaml").read_text()
+    collections = collections.replace("category: collections", "category: arrears")
+    report = check_sources(
+        sources(**{"00-guards.yaml": guards, "10-collections.yaml": collections})
+    )
+    text = "\n".join(str(w) for w in report.warnings)
+    assert "missed-payment: a debt collection escalation whose category ignores contact" in text
+    # And a category called `collections` that says it is servicing is not.
+    relabelled = (
+        (POLICIES / "00-guards.yaml")
+        .read_text()
+        .replace(
+            "collections: {kind: debt_collection, contact_windows: enforce",
+            "collections: {kind: servicing, contact_windows: ignore",
+        )
+    )
+    report = check_sources(sources(**{"00-guards.yaml": relabelled}))
+    assert "ignores contact windows" not in "\n".join(str(w) for w in report.warnings)
+
+
+def test_a_category_without_a_kind_is_read_from_its_name_and_warned_about() -> None:
+    from policies.loader import check_sources
+
+    guards = (POLICIES / "00-guards.yaml").read_text()
+    guards = guards.replace("collections: {kind: debt_collection, ", "collections: {")
+    report = check_sources(sources(**{"00-guards.yaml": guards}))
+    [warning] = [str(w) for w in report.warnings]
+    assert "categories.collections declares no kind; read as debt_collection" in warning
+    assert report.policy.categories["collections"].kind == "debt_collection"
 
 
 def test_the_reference_set_has_no_warnings() -> None:
@@ -212,14 +249,17 @@ def test_the_reference_set_has_no_warnings() -> None:
     assert check_sources(sources()).warnings == []
 
 
-def test_a_collections_escalation_without_a_deadline_is_warned_about() -> None:
-    """Issue 19: Reg F 1006.34's validation notice is timed; the set should say so."""
+def test_a_debt_collection_escalation_without_a_validation_notice_is_warned_about() -> None:
+    """Issue 19, 27: Reg F 1006.34's validation notice is timed; the set should have one."""
     from policies.loader import check_sources
 
     collections = (POLICIES / "10-collections.yaml").read_text()
-    assert collections.count("deadline: 5d") == 2
-    undated = collections.replace(", deadline: 5d}", "}")
-    report = check_sources(sources(**{"10-collections.yaml": undated}))
+    assert collections.count("deadline: 5d") == 1
+    without = collections[: collections.index("  # Reg F 1006.34: the validation notice")]
+    report = check_sources(sources(**{"10-collections.yaml": without}))
     [warning] = [str(w) for w in report.warnings]
-    assert "missed-payment: a collections escalation with no step that has a deadline" in warning
+    assert "missed-payment: a debt collection escalation with no validation notice" in warning
     assert warning.startswith("10-collections.yaml:")
+    # A step with a deadline inside the ladder is a validation notice too.
+    inside = without.replace("template: final-notice}}", "template: final-notice}, deadline: 5d}")
+    assert check_sources(sources(**{"10-collections.yaml": inside})).warnings == []

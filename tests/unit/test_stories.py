@@ -55,7 +55,8 @@ def test_c1001_sms_and_validation_at_once_sms_day_3_paid_day_5_no_call(rows: lis
 def test_c1002_priority_ladder_call_on_day_1_inside_new_york_hours_handoff_day_3(
     rows: list[Row],
 ) -> None:
-    assert {r["ladder"] for r in of(rows, "C-1002", "opened")} == {"priority"}
+    opened = of(rows, "C-1002", "opened")
+    assert {r["ladder"] for r in opened if r["escalation"] == "missed-payment"} == {"priority"}
     calls = [s for s in sends(rows, "C-1002") if s[1] == "voice"]
     assert calls == [("2026-11-21T14:00:00Z", "voice", "collections-call")]  # 09:00 in New York
     handoffs = of(rows, "C-1002", "handoff")
