@@ -228,6 +228,7 @@ _SCALARS = (
     "holidays",
     "contact_wait",
     "revocation_confirmation",
+    "voicemail",
 )
 """Settings of the whole set: any file may give one, and two files may not disagree."""
 
@@ -343,7 +344,11 @@ def _merge(
         default_locale=locale,
         time_zone_fallback=scalars.get("time_zone_fallback", ("", []))[1],
         holidays=scalars.get("holidays", ("", []))[1],
-        **{f: scalars[f][1] for f in ("contact_wait", "revocation_confirmation") if f in scalars},
+        **{
+            f: scalars[f][1]
+            for f in ("contact_wait", "revocation_confirmation", "voicemail")
+            if f in scalars
+        },
         **merged,
     )
 

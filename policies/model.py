@@ -241,6 +241,19 @@ def _known_types(names: list[str]) -> None:
             raise ValueError(f"{name!r} is not an event type (see docs/events.md)")
 
 
+class Voicemail(_Strict):
+    """What `policy check` holds the voicemail template to (Reg F 1006.2(j))."""
+
+    person: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the name of a person the customer can ask for, which every voicemail says",
+    )
+    words: list[str] = Field(
+        default_factory=list, description="more words that reveal a debt, beside the built-in list"
+    )
+
+
 class PolicyFile(_Strict):
     """One YAML file; the set is the union of its files' sections."""
 
@@ -254,6 +267,7 @@ class PolicyFile(_Strict):
         pattern=r"^[a-z0-9][a-z0-9-]*$",
         description="the SMS template of the one-time confirmation of a revocation by reply",
     )
+    voicemail: Voicemail | None = None
     categories: dict[str, Category] = Field(default_factory=dict)
     contact_windows: dict[str, Window] = Field(default_factory=dict)
     frequency_caps: list[FrequencyCap] = Field(default_factory=list)
@@ -280,6 +294,7 @@ class PolicySet(_Strict):
         description="the SMS template that confirms a revocation by reply, within five minutes "
         "(47 CFR 64.1200(a)(10)); none is sent without one",
     )
+    voicemail: Voicemail = Field(default_factory=Voicemail)
     categories: dict[str, Category]
     contact_windows: dict[str, Window]
     frequency_caps: list[FrequencyCap]

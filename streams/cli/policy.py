@@ -16,8 +16,8 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from channels.lint import has_opt_out, sms_segments
-from channels.templates import RenderError, TemplateMissing, Templates
+from channels.lint import has_opt_out, limited_content, sms_segments
+from channels.templates import VOICEMAIL, RenderError, TemplateMissing, Templates
 from policies.contacts import reachable
 from policies.diff import (
     DecisionChange,
@@ -138,6 +138,7 @@ def lint_templates(
                             f"{kind.replace('_', ' ')} {channel} message with no opt-out "
                             f"instruction (reply STOP / unsubscribe): {OPT_OUT_RULES[kind]}"
                         )
+    warnings += voicemail_problems(policy, templates)
     confirmation = policy.revocation_confirmation
     for template, channel, locale in sorted(available):
         if template != confirmation or channel != "sms":
@@ -153,6 +154,48 @@ def lint_templates(
         count, encoding = sms_segments(message.body)
         notes.append(f"{where}: {count} SMS segment(s), {encoding} (the revocation confirmation)")
     return errors, warnings, notes
+
+
+def voicemail_problems(policy: PolicySet, templates: Templates) -> list[str]:
+    """The voicemail, in each locale, as a limited-content message, where a debt collection
+    step can call: what an answering machine hears is all a household member may hear."""
+    calling = [
+        (name, esc)
+        for name, esc in policy.escalations.items()
+        if policy.categories[esc.category].kind == "debt_collection"
+        and any(
+            step.send is not None and "voice" in reachable(step.send)
+            for ladder in esc.ladders
+            for step in ladder.steps
+        )
+    ]
+    if not calling:
+        return []
+    name, esc = calling[0]
+    found: list[str] = []
+    for template, channel, locale in sorted(templates.available()):
+        if template != VOICEMAIL or channel != "voice":
+            continue
+        request = sample_request(name, esc.trigger, esc.category, VOICEMAIL)
+        request = request.model_copy(update={"channel": "voice", "locale": locale})
+        try:
+            text = templates.render(request, SAMPLE_LINKS).body
+        except (RenderError, TemplateMissing):
+            continue  # an error already, from the step's own rendering
+        path = templates.path_for(VOICEMAIL, "voice", locale)
+        problems = limited_content(
+            text,
+            path.read_text(encoding="utf-8"),
+            customer_name=request.context["customer"]["name"],
+            person=policy.voicemail.person,
+            extra_words=policy.voicemail.words,
+        )
+        found += [
+            f"templates/{VOICEMAIL}/voice.{locale}.j2:{line}: warning: not a limited-content "
+            f"voicemail (Reg F 1006.2(j)), and {name} can call: {problem}"
+            for line, problem in problems
+        ]
+    return found
 
 
 def sample_request(

@@ -6,7 +6,7 @@ import io
 import shutil
 from pathlib import Path
 
-from channels.lint import has_opt_out, sms_segments
+from channels.lint import has_opt_out, limited_content, sms_segments
 from channels.templates import Templates
 from schemas.events import EVENT_DATA, event_from_dict
 from schemas.examples import EXAMPLE_DATA
@@ -96,6 +96,60 @@ def test_a_voice_message_carries_words_safe_for_a_machine() -> None:
     request = policy_cli.sample_request("collections", "payment.missed", "collections", "x")
     request = request.model_copy(update={"channel": "voice", "template": "collections-call"})
     message = templates.render(request)
-    assert message.voicemail and "call us back" in message.voicemail
+    assert message.voicemail and "call me back" in message.voicemail
     assert request.context["account_id"][-4:] in message.body
     assert request.context["account_id"][-4:] not in message.voicemail
+
+
+def test_a_voicemail_that_names_an_amount_fails_a_strict_check(tmp_path: Path) -> None:
+    """Reg F 1006.2(j): what a machine hears must say nothing of a debt (issue 27, part 2)."""
+    policies = copy_policies(tmp_path)
+    voicemail = policies / "templates" / "voicemail" / "voice.en.j2"
+    voicemail.write_text(
+        voicemail.read_text().replace(
+            "Thank you.",
+            "\nThis is an attempt to collect a debt of {{ data.amount_due | default('') }} on the "
+            "account ending {{ account_id[-4:] }}. Thank you.",
+        )
+    )
+    err = io.StringIO()
+    assert policy_cli.check(policies, None, False, io.StringIO(), err) == 0, err.getvalue()
+    found = err.getvalue()
+    where = {
+        line.split(": it ")[-1]: line.split(": warning")[0]
+        for line in found.splitlines()
+        if "not a limited-content voicemail (Reg F 1006.2(j)), and missed-payment can" in line
+    }
+    voicemail_en = "templates/voicemail/voice.en.j2"
+    assert where["says 'collect', which reveals a debt"] == f"{voicemail_en}:3", "its line"
+    assert where["says 'debt', which reveals a debt"] == f"{voicemail_en}:3"
+    assert where["states an amount ('125.40')"].startswith(voicemail_en)
+    assert where["gives account digits ('1234')"].startswith(voicemail_en)
+    assert "voice.es.j2" not in found, "the Spanish one is still limited-content"
+    assert policy_cli.check(policies, None, True, io.StringIO(), io.StringIO()) == 1
+
+
+def test_what_a_limited_content_message_must_hold() -> None:
+    good = "Hello Ana Ruiz, this is Jordan Lee. Please call me back at (312) 555-0100."
+    assert limited_content(good, good, customer_name="Ana Ruiz", person="Jordan Lee") == []
+    missing = limited_content("Hello.", "Hello.", customer_name="Ana Ruiz", person=None)
+    assert [m.split(" ")[0:3] for _, m in missing] == [
+        ["it", "does", "not"],
+        ["no", "person's", "name:"],
+        ["it", "gives", "no"],
+        ["it", "does", "not"],
+    ]
+    extra = good + " About your arrears."
+    [(_, problem)] = limited_content(
+        extra, extra, customer_name="Ana Ruiz", person="Jordan Lee", extra_words=["arrears"]
+    )
+    assert problem == "it says 'arrears', which reveals a debt"
+    spanish = "Hola Ana Ruiz, le habla Jordan Lee. Llámeme al 312 555 0100 sobre su deuda vencida."
+    said = [
+        p
+        for _, p in limited_content(spanish, spanish, customer_name="Ana Ruiz", person="Jordan Lee")
+    ]
+    assert said == [
+        "it says 'deuda', which reveals a debt",
+        "it says 'vencida', which reveals a debt",
+    ]
