@@ -1,17 +1,22 @@
 """The compliance guards a send must pass at its instant: contact windows and frequency caps.
 
 Each guard says not only "no" but "not before when": windows from their
-boundaries, caps from the moment the oldest counted contact leaves the rolling
-window. The earliest instant every guard allows is their common fixed point,
-so a blocked step is deferred to a computed instant, never polled.
+boundaries, caps from the moment the oldest counted contact leaves the cap's
+window. A cap in days counts calendar days in the customer's zone by default,
+as Reg F does ("within a period of seven consecutive days", the day of the
+conversation as day 1): the next call may go at the first allowed minute of day
+8, not 168 hours later. `counting: rolling` keeps a fixed length instead. The
+earliest instant every guard allows is their common fixed point, so a blocked
+step is deferred to a computed instant, never polled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from policies.conditions import holds
 from policies.model import Category, FrequencyCap, PolicySet, Window
@@ -79,7 +84,7 @@ def check(
     def caps_free(at: datetime) -> tuple[datetime, str] | None:
         latest: tuple[datetime, str] | None = None
         for cap in caps:
-            free = cap_free_at(history, cap, channel, account_id, at)
+            free = cap_free_at(history, cap, channel, account_id, at, where)
             if free is not None and (latest is None or free[0] > latest[0]):
                 latest = free
         return latest
@@ -141,42 +146,90 @@ def cap_free_at(
     channel: Channel,
     account_id: str | None,
     at: datetime,
+    where: Sequence[str] = ("UTC",),
 ) -> tuple[datetime, str] | None:
-    """None when `cap` allows a send at `at`; else the instant it will, and why not now."""
+    """None when `cap` allows a send at `at`; else the instant it will, and why not now.
+
+    `where`: the customer's zones; a calendar-day cap holds in each of them."""
+    days = cap.calendar_days
     if cap.after_conversation is not None:
-        look = cap.after_conversation.fixed
-        assert look is not None
         talks = [
             c.at
             for c in history.conversations
-            if (cap.scope == "customer" or c.account_id == account_id) and at - look < c.at <= at
+            if (cap.scope == "customer" or c.account_id == account_id) and c.at <= at
         ]
-        if not talks:
+        if days is not None:
+            free = _calendar_free(talks, 1, days, at, where)
+        else:
+            look = cap.after_conversation.fixed
+            assert look is not None
+            recent = [t for t in talks if at - look < t]
+            free = max(recent) + look if recent else None
+        if free is None:
             return None
-        return max(
-            talks
-        ) + look, f"a conversation took place; no {channel} for {cap.after_conversation}"
+        return free, f"a conversation took place; no {channel} for {_length(cap, days)}"
     assert cap.max is not None and cap.per is not None
-    per = cap.per.fixed
-    assert per is not None
-    since, everyone = at - per, cap.scope == "customer"
+    everyone = cap.scope == "customer"
     categories, channels = cap.categories, cap.channels
     counted = [
         c.at
         for c in history.contacts
-        if since < c.at <= at
+        if c.at <= at
         and (everyone or c.account_id == account_id)
         and (channels is None or c.channel in channels)
         and (categories is None or c.category in categories)
     ]
-    if len(counted) < cap.max:
-        return None
-    counted.sort()
+    if days is not None:
+        free = _calendar_free(counted, cap.max, days, at, where)
+        if free is None:
+            return None
+        shown = max(_on_days(counted, days, at, z) for z in where)
+    else:
+        per = cap.per.fixed
+        assert per is not None
+        inside = sorted(t for t in counted if at - per < t)
+        if len(inside) < cap.max:
+            return None
+        free, shown = inside[len(inside) - cap.max] + per, len(inside)
     return (
-        counted[len(counted) - cap.max] + per,
-        f"{len(counted)} of at most {cap.max} {_channels(cap)} contacts per {cap.per} "
+        free,
+        f"{shown} of at most {cap.max} {_channels(cap)} contacts per {_length(cap, days)} "
         f"for this {cap.scope}",
     )
+
+
+def _on_days(times: Sequence[datetime], days: int, at: datetime, zone: str) -> int:
+    """How many of `times` fall on the `days` local days that end with `at`'s."""
+    tz = ZoneInfo(zone)
+    today = at.astimezone(tz).date()
+    first = today - timedelta(days=days - 1)
+    return sum(1 for t in times if first <= t.astimezone(tz).date() <= today)
+
+
+def _calendar_free(
+    times: Sequence[datetime], most: int, days: int, at: datetime, where: Sequence[str]
+) -> datetime | None:
+    """None when fewer than `most` of `times` fall on the `days` local days ending today,
+    in every zone; else the first instant of the local day when one fewer would."""
+    latest: datetime | None = None
+    for zone in where:
+        tz = ZoneInfo(zone)
+        today = at.astimezone(tz).date()
+        first = today - timedelta(days=days - 1)
+        dates = sorted(d for d in (t.astimezone(tz).date() for t in times) if first <= d <= today)
+        if len(dates) < most:
+            continue
+        oldest = dates[len(dates) - most]
+        free = datetime.combine(oldest + timedelta(days=days), time(0), tzinfo=tz)
+        free = free.astimezone(at.tzinfo)
+        if latest is None or free > latest:
+            latest = free
+    return latest
+
+
+def _length(cap: FrequencyCap, days: int | None) -> str:
+    length = cap.per or cap.after_conversation
+    return f"{length} ({days} calendar days)" if days is not None else f"{length} (rolling)"
 
 
 def lookback(policy: PolicySet) -> timedelta:
@@ -185,7 +238,9 @@ def lookback(policy: PolicySet) -> timedelta:
     for cap in policy.frequency_caps:
         for length in (cap.per, cap.after_conversation):
             if length is not None and length.fixed is not None:
-                longest = max(longest, length.fixed)
+                # A calendar day reaches back to its local midnight, up to 26 hours from UTC.
+                slack = timedelta(days=2) if cap.calendar_days is not None else timedelta(0)
+                longest = max(longest, length.fixed + slack)
     return longest
 
 

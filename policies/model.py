@@ -135,6 +135,21 @@ class FrequencyCap(_Strict):
     scope: Literal["account", "customer"] = "customer"
     categories: list[str] | None = None
     when: CheckedCondition | None = None
+    counting: Literal["calendar_days", "rolling"] | None = Field(
+        default=None,
+        description="calendar_days: whole days in the customer's zone, the day of a contact "
+        "or conversation as day 1, as Reg F counts them; rolling: a fixed length back from "
+        "now. Default: calendar_days for a length in days or weeks, rolling for hours or "
+        "minutes",
+    )
+
+    @cached_property
+    def calendar_days(self) -> int | None:
+        """The length in whole local days when this cap counts calendar days, else None."""
+        length = self.per or self.after_conversation
+        if length is None or length.unit not in ("d", "w") or self.counting == "rolling":
+            return None
+        return length.amount * (7 if length.unit == "w" else 1)
 
     @cached_property
     def channels(self) -> tuple[str, ...] | None:
@@ -157,6 +172,9 @@ class FrequencyCap(_Strict):
                 raise ValueError("a cap looks back a fixed time: use m, h, d or w, not bd")
         if self.when is not None:
             _check_condition(self.when)
+        length = self.per or self.after_conversation
+        if self.counting == "calendar_days" and length is not None and length.unit in "mh":
+            raise ValueError("counting: calendar_days needs a length in days or weeks (d, w)")
         return self
 
 

@@ -623,7 +623,7 @@ def test_detection_decides_what_a_call_says(running: Running) -> None:
     running.until("both calls updated", lambda: len(updates()) >= 2)
     human, machine = (updates()[calls()[people[c]]["sid"]] for c in ("C-HUMAN", "C-MACHINE"))
     assert "card security team" in human and "Electronics" in human
-    assert "call us back" in machine and "card security" not in machine
+    assert "call me back" in machine and "card security" not in machine
 
     def answered() -> list[tuple[str, str]]:
         return [

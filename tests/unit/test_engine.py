@@ -267,7 +267,12 @@ def test_on_blocked_fallback_uses_a_channel_whose_guards_allow() -> None:
 
 
 def test_frequency_cap_defers_until_the_oldest_contact_leaves_the_window() -> None:
-    policy = policy_of(ONE_SMS.replace("stop_on: [payment.received]", "on_retrigger: restart"))
+    rolling = GUARDS.replace(
+        "{channel: sms, max: 2, per: 1d, scope: customer}",
+        "{channel: sms, max: 2, per: 1d, scope: customer, counting: rolling}",
+    )
+    escalation = ONE_SMS.replace("stop_on: [payment.received]", "on_retrigger: restart")
+    policy = policy_of(escalation, rolling)
     state = customer(policy)
     times = [FRI_0900_CHI, FRI_0900_CHI + timedelta(hours=1), FRI_0900_CHI + timedelta(hours=2)]
     outs = []
@@ -278,6 +283,16 @@ def test_frequency_cap_defers_until_the_oldest_contact_leaves_the_window() -> No
     assert [(d.reason, d.until) for d in third] == [("frequency_cap", times[0] + timedelta(days=1))]
     counted = [d for o in outs for d in o.decisions if d.action == "sent"]
     assert len(counted) == 2
+    # Counted in calendar days (the default), it goes when the customer's next day has
+    # begun and the window opens: 08:00 in Chicago, an hour before the rolling day ends.
+    calendar = policy_of(escalation)
+    state = customer(calendar)
+    for at in times:
+        out = decide(state, event("payment.missed", at), at, calendar)
+        state = out.state
+    [deferred] = [d for d in out.decisions if d.action == "deferred"]
+    assert deferred.until == datetime(2026, 11, 21, 14, tzinfo=UTC)
+    assert "per 1d (1 calendar days)" in (deferred.detail or "")
 
 
 TWO_CALLS = """
@@ -294,8 +309,17 @@ escalations:
 """
 
 
-def test_after_a_conversation_no_call_for_seven_days() -> None:
-    policy = policy_of(TWO_CALLS)
+@pytest.mark.parametrize("counting", ["calendar_days", "rolling"])
+def test_after_a_conversation_no_call_for_seven_days(counting: str) -> None:
+    """Reg F 1006.14(b)(2)(ii): the conversation's date is day 1; day 8 may have a call.
+
+    Counted in calendar days (the default) the next call goes at the first minute the
+    window allows on day 8 (Friday 09:00 in Chicago); rolling, 168 hours after it."""
+    guards = GUARDS.replace(
+        "{channel: voice, after_conversation: 7d, scope: account}",
+        f"{{channel: voice, after_conversation: 7d, scope: account, counting: {counting}}}",
+    )
+    policy = policy_of(TWO_CALLS, guards)
     out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
     talked_at = FRI_0900_CHI + timedelta(minutes=5)
     answered = DeliveryReceipt(
@@ -310,9 +334,9 @@ def test_after_a_conversation_no_call_for_seven_days() -> None:
     state = decide(out.state, answered, talked_at, policy).state
     next_day = decide(state, Tick("C-1"), FRI_0900_CHI + timedelta(days=3), policy)
     deferred = [d for d in next_day.decisions if d.action == "deferred"]
-    assert [(d.reason, d.until) for d in deferred] == [
-        ("frequency_cap", talked_at + timedelta(days=7))
-    ]
+    day_8 = datetime(2026, 11, 27, 15, tzinfo=UTC)
+    expected = day_8 if counting == "calendar_days" else talked_at + timedelta(days=7)
+    assert [(d.reason, d.until) for d in deferred] == [("frequency_cap", expected)]
 
 
 def test_cease_suppresses_honouring_categories_only() -> None:
