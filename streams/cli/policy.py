@@ -65,7 +65,7 @@ def check(
     lenient: bool = False,
 ) -> int:
     """Exit 1 on an error (or, with `strict`, a warning); `lenient` turns a missing opt-out
-    instruction from an error into a warning, for drafts."""
+    instruction or a voicemail that says too much from an error into a warning, for drafts."""
     folder = templates_dir(policies, templates)
     found = Templates(folder)
     loaded = load(policies, found, err)
@@ -100,8 +100,8 @@ def lint_templates(
     """Render every template a step can use, in every locale it has, with sample data.
 
     Returns errors (it does not render; a debt collection or marketing SMS or
-    email without opt-out text, a warning with `lenient`), warnings and notes
-    (SMS segment counts).
+    email without opt-out text, or a voicemail that is not a limited-content
+    message: warnings with `lenient`), warnings and notes (SMS segment counts).
     """
     errors: list[str] = []
     warnings: list[str] = []
@@ -138,7 +138,7 @@ def lint_templates(
                             f"{kind.replace('_', ' ')} {channel} message with no opt-out "
                             f"instruction (reply STOP / unsubscribe): {OPT_OUT_RULES[kind]}"
                         )
-    warnings += voicemail_problems(policy, templates)
+    (warnings if lenient else errors).extend(voicemail_problems(policy, templates, lenient))
     confirmation = policy.revocation_confirmation
     for template, channel, locale in sorted(available):
         if template != confirmation or channel != "sms":
@@ -156,9 +156,10 @@ def lint_templates(
     return errors, warnings, notes
 
 
-def voicemail_problems(policy: PolicySet, templates: Templates) -> list[str]:
+def voicemail_problems(policy: PolicySet, templates: Templates, lenient: bool) -> list[str]:
     """The voicemail, in each locale, as a limited-content message, where a debt collection
-    step can call: what an answering machine hears is all a household member may hear."""
+    step can call: what an answering machine hears is all a household member may hear.
+    Errors, as a missing opt-out is; warnings with `lenient`."""
     calling = [
         (name, esc)
         for name, esc in policy.escalations.items()
@@ -191,7 +192,8 @@ def voicemail_problems(policy: PolicySet, templates: Templates) -> list[str]:
             extra_words=policy.voicemail.words,
         )
         found += [
-            f"templates/{VOICEMAIL}/voice.{locale}.j2:{line}: warning: not a limited-content "
+            f"templates/{VOICEMAIL}/voice.{locale}.j2:{line}: {'warning: ' if lenient else ''}"
+            "not a limited-content "
             f"voicemail (Reg F 1006.2(j)), and {name} can call: {problem}"
             for line, problem in problems
         ]

@@ -101,7 +101,7 @@ def test_a_voice_message_carries_words_safe_for_a_machine() -> None:
     assert request.context["account_id"][-4:] not in message.voicemail
 
 
-def test_a_voicemail_that_names_an_amount_fails_a_strict_check(tmp_path: Path) -> None:
+def test_a_voicemail_that_names_an_amount_fails_the_check(tmp_path: Path) -> None:
     """Reg F 1006.2(j): what a machine hears must say nothing of a debt (issue 27, part 2)."""
     policies = copy_policies(tmp_path)
     voicemail = policies / "templates" / "voicemail" / "voice.en.j2"
@@ -112,8 +112,9 @@ def test_a_voicemail_that_names_an_amount_fails_a_strict_check(tmp_path: Path) -
             "account ending {{ account_id[-4:] }}. Thank you.",
         )
     )
+    assert policy_cli.check(policies, None, False, io.StringIO(), io.StringIO()) == 1
     err = io.StringIO()
-    assert policy_cli.check(policies, None, False, io.StringIO(), err) == 0, err.getvalue()
+    assert policy_cli.check(policies, None, False, io.StringIO(), err, lenient=True) == 0
     found = err.getvalue()
     where = {
         line.split(": it ")[-1]: line.split(": warning")[0]
@@ -126,7 +127,7 @@ def test_a_voicemail_that_names_an_amount_fails_a_strict_check(tmp_path: Path) -
     assert where["states an amount ('125.40')"].startswith(voicemail_en)
     assert where["gives account digits ('1234')"].startswith(voicemail_en)
     assert "voice.es.j2" not in found, "the Spanish one is still limited-content"
-    assert policy_cli.check(policies, None, True, io.StringIO(), io.StringIO()) == 1
+    assert policy_cli.check(policies, None, True, io.StringIO(), io.StringIO(), True) == 1
 
 
 def test_what_a_limited_content_message_must_hold() -> None:
