@@ -8,11 +8,16 @@ sleeps, and it sleeps on the event loop.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from schemas.types import Priority
 
 
 def backoff(attempt: int, base_s: float, max_s: float, rng: Callable[[], float]) -> float:
@@ -25,8 +30,23 @@ def backoff(attempt: int, base_s: float, max_s: float, rng: Callable[[], float])
     return float(bound * (0.5 + 0.5 * rng()))
 
 
+_RANK: dict[Priority, int] = {"urgent": 0, "normal": 1, "bulk": 2}
+_ROUNDING_S = 1e-9
+
+
 class TokenBucket:
-    """`rate` sends per second on average, bursts up to `burst`; waiters queue in order."""
+    """`rate` sends per second on average, bursts up to `burst`.
+
+    Waiters are served by priority (urgent, normal, bulk), first attempts before
+    retries within a priority, then in order of arrival: a fraud alert waits at most
+    for the next token, never behind a batch of reminders, and a bulk retry never
+    before a first attempt. Only the waiter at the head sleeps for its token.
+
+    `reserve` keeps a share of the rate for urgent messages: normal and bulk ones
+    draw also from a second bucket at `rate * (1 - reserve)`. So a steady batch
+    leaves that share unused when nothing urgent comes; 0 (the default) uses the
+    whole rate and relies on the order alone.
+    """
 
     def __init__(
         self,
@@ -34,34 +54,70 @@ class TokenBucket:
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        reserve: float = 0.0,
     ) -> None:
+        if not 0.0 <= reserve < 1.0:
+            raise ValueError("reserve is a share of the rate, from 0 up to (not including) 1")
         self.rate, self.burst = rate, burst if burst is not None else max(1.0, rate)
         self._clock, self._sleep = clock, sleep
         self._tokens, self._at = self.burst, clock()
-        self._lock = asyncio.Lock()
-        self._waiting = 0
+        self._others_rate = rate * (1.0 - reserve)
+        self._others_burst = max(1.0, self.burst * (1.0 - reserve))
+        self._others = self._others_burst if reserve > 0 else math.inf
+        self._queue: list[tuple[int, bool, int]] = []
+        self._seq = itertools.count()
+        self._turn = asyncio.Condition()
 
-    def wait_s(self) -> float:
-        """How long `acquire` would wait now, behind the callers already waiting."""
+    def wait_s(self, priority: Priority = "normal") -> float:
+        """How long `acquire` would wait now, behind the callers it would queue behind."""
         self._refill()
-        return max(0.0, (1 + self._waiting - self._tokens) / self.rate)
+        rank = _RANK[priority]
+        ahead = sum(1 for queued in self._queue if queued[0] <= rank)
+        wait = (1 + ahead - self._tokens) / self.rate
+        if rank > 0 and self._others != math.inf:
+            ahead = sum(1 for queued in self._queue if queued[0] > 0 and queued[0] <= rank)
+            wait = max(wait, (1 + ahead - self._others) / self._others_rate)
+        return max(0.0, wait)
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
+        elapsed, self._at = now - self._at, now
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        if self._others != math.inf:
+            self._others = min(self._others_burst, self._others + elapsed * self._others_rate)
 
-    async def acquire(self) -> None:
-        self._waiting += 1
+    def _needs(self, rank: int) -> float:
+        """Seconds until a caller of this rank could take a token; 0 when it can now (or
+        within a rounding error of it: a wait too short to move the clock would spin)."""
+        need = (1 - self._tokens) / self.rate
+        if rank > 0 and self._others != math.inf:
+            need = max(need, (1 - self._others) / self._others_rate)
+        return need if need > _ROUNDING_S else 0.0
+
+    async def acquire(self, priority: Priority = "normal", retry: bool = False) -> None:
+        key = (_RANK[priority], retry, next(self._seq))
+        heapq.heappush(self._queue, key)
         try:
-            async with self._lock:  # first come, first served
-                self._refill()
-                if self._tokens < 1:
-                    await self._sleep((1 - self._tokens) / self.rate)
+            async with self._turn:
+                while True:
+                    await self._turn.wait_for(lambda: self._queue[0] == key)
                     self._refill()
+                    need = self._needs(key[0])
+                    if need <= 0:
+                        break
+                    self._turn.release()  # others may queue (and overtake) while it sleeps
+                    try:
+                        await self._sleep(need)
+                    finally:
+                        await self._turn.acquire()
                 self._tokens -= 1
+                if key[0] > 0:
+                    self._others -= 1
         finally:
-            self._waiting -= 1
+            self._queue.remove(key)
+            heapq.heapify(self._queue)
+            async with self._turn:
+                self._turn.notify_all()
 
 
 @dataclass

@@ -36,7 +36,7 @@ from schemas.customer import ConsentChange, Preferences, Profile, Reply
 from schemas.decisions import Action, Decision
 from schemas.events import CeaseRequested, Event
 from schemas.notifications import DeliveryReceipt, NotificationRequest, notification_id
-from schemas.types import Channel
+from schemas.types import Channel, Priority
 from schemas.unchecked import replaced, unchecked
 
 _MAX_FIRINGS = 10_000
@@ -307,6 +307,7 @@ class _Run:
                     "requested_at": self.now,
                     "policy_version": self.policy.version,
                     "cause_event_id": event.event_id,
+                    "priority": "urgent",  # the rule's five minutes
                     "context": {
                         "data": {},
                         "account_id": event.account_id,
@@ -806,6 +807,7 @@ class _Run:
                     "requested_at": self.now,
                     "policy_version": self.policy.version,
                     "cause_event_id": self.cause or case.cause_event_id,
+                    "priority": self.priority(case),
                     "context": {
                         "data": case.data,
                         "account_id": case.account_id,
@@ -827,6 +829,11 @@ class _Run:
         current.sent = {**current.sent, nid: SentRef(index, group, target.channel)}
 
     # -- facts --------------------------------------------------------------------
+
+    def priority(self, case: Case) -> Priority:
+        """The escalation's priority, else its category's."""
+        esc = self.policy.escalations[case.escalation]
+        return esc.priority or self.policy.categories[esc.category].priority
 
     def ceased(self, account_id: str | None, channel: Channel | None) -> bool:
         """A cease covers this account (or all) and this channel (or every channel)."""

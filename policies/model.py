@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events import EVENT_TYPES
-from schemas.types import Channel, LocalTime, TimeZoneName
+from schemas.types import Channel, LocalTime, Priority, TimeZoneName
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -113,6 +113,9 @@ class Category(_Strict):
     honours_cease: bool = True
     consent: Literal["transactional", "opt_in"] = "transactional"
     required: bool = False
+    priority: Priority = Field(
+        default="normal", description="urgent, normal or bulk: its escalations' unless they say"
+    )
 
 
 class Window(_Strict):
@@ -235,6 +238,10 @@ class Escalation(_Strict):
     stop_on: list[str] = Field(default_factory=list)
     pause_on: dict[str, str] = Field(default_factory=dict)
     switch_on: dict[str, str] = Field(default_factory=dict)
+    priority: Priority | None = Field(
+        default=None,
+        description="urgent, normal or bulk; the category's when unset (docs/policies.md)",
+    )
     on_reply: Literal["record", "agent"] = Field(
         default="record",
         description="a free-text reply to this case's message: recorded, or handed to an agent",

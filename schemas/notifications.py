@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.types import Channel, Identifier
+from schemas.types import Channel, Identifier, Priority
 
 
 def notification_id(
@@ -43,6 +43,9 @@ class NotificationRequest(BaseModel):
     requested_at: AwareDatetime
     policy_version: str
     cause_event_id: Identifier | None = None
+    priority: Priority = Field(
+        default="normal", description="urgent ones go before waiting normal and bulk ones"
+    )
     context: dict[str, Any] = Field(
         default_factory=dict, description="what the template may read: event data, account, links"
     )

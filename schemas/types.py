@@ -106,3 +106,8 @@ Instant = Annotated[
 ]
 """An instant a producer sends: an ISO-8601 string with an offset, in a range the engine
 can add days to."""
+
+
+Priority = Literal["urgent", "normal", "bulk"]
+"""How soon a message must go beside others on the same sender: urgent ones (a fraud
+alert) are served before waiting normal and bulk ones (reminders, offers)."""

@@ -200,12 +200,12 @@ class Dispatcher:
         self._rendered[request.notification_id] = message
         provider = self.channels.provider_for(request.channel)
         bucket = self._bucket(provider, request.channel)
-        if park and (wait := bucket.wait_s()) > self.settings.rate_park_after_s:
+        if park and (wait := bucket.wait_s(request.priority)) > self.settings.rate_park_after_s:
             return _Held(time.monotonic() + wait, "rate_limited")
         breaker = self._breaker(provider)
         if not breaker.allows(time.monotonic()):
             return _Held(breaker.reopens_at(), "circuit_open")
-        await bucket.acquire()
+        await bucket.acquire(request.priority, retry=item.number > 1 or request.attempt > 1)
         async with self._in_flight:
             result = await self.channels.send(message)
         breaker.record(result.outcome, time.monotonic())
@@ -302,13 +302,14 @@ class Dispatcher:
     def _bucket(self, provider: str, channel: str) -> TokenBucket:
         """One bucket per provider and sender (each Twilio number has its own rate)."""
         s = self.settings
-        rate = {"sms": s.rate_sms_per_s, "voice": s.rate_voice_per_s}.get(
-            channel, s.rate_email_per_s
-        )
+        rate, reserve = {
+            "sms": (s.rate_sms_per_s, s.urgent_reserve_sms),
+            "voice": (s.rate_voice_per_s, s.urgent_reserve_voice),
+        }.get(channel, (s.rate_email_per_s, s.urgent_reserve_email))
         key = f"{provider}:{channel}"
         found = self._buckets.get(key)
         if found is None:
-            found = self._buckets[key] = TokenBucket(rate)
+            found = self._buckets[key] = TokenBucket(rate, reserve=reserve)
         return found
 
 

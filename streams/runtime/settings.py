@@ -208,6 +208,15 @@ class Settings(BaseSettings):
     rate_sms_per_s: float = Field(default=10.0, gt=0, description="per Twilio sender")
     rate_voice_per_s: float = Field(default=1.0, gt=0, description="per Twilio caller number")
     rate_email_per_s: float = Field(default=100.0, gt=0, description="SendGrid requests")
+    urgent_reserve_sms: float = Field(
+        default=0.0, ge=0, lt=1, description="share of the SMS rate only urgent messages use"
+    )
+    urgent_reserve_voice: float = Field(
+        default=0.0, ge=0, lt=1, description="share of the voice rate only urgent calls use"
+    )
+    urgent_reserve_email: float = Field(
+        default=0.0, ge=0, lt=1, description="share of the email rate only urgent mail uses"
+    )
     rate_park_after_s: float = Field(
         default=1.0,
         ge=0,

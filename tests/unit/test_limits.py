@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 
 from channels.limits import CircuitBreaker, TokenBucket, backoff
+from schemas.types import Priority
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter_below_the_bound() -> None:
@@ -61,3 +63,115 @@ def test_the_bucket_says_how_long_a_new_caller_would_wait() -> None:
     assert bucket.wait_s() == 0.5  # the next token is half a second away
     now[0] += 0.25
     assert bucket.wait_s() == 0.25
+
+
+class VirtualTime:
+    """A clock that moves only when every task waits: sleeps end in time order, at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    async def sleep(self, seconds: float) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._sleepers, (self.now + seconds, self._seq, done))
+        await done
+
+    async def run_until(self, until: float) -> None:
+        while True:
+            for _ in range(500):  # let every task run until it waits (a few per waiter)
+                await asyncio.sleep(0)
+            if not self._sleepers or self._sleepers[0][0] > until:
+                self.now = until
+                return
+            self.now, _, done = heapq.heappop(self._sleepers)
+            done.set_result(None)
+
+
+def test_urgent_waiters_go_before_bulk_ones_and_first_attempts_before_retries() -> None:
+    """Issue 23: a fraud alert joins a queue of 20 reminders and goes with the next token."""
+    clock = VirtualTime()
+    served: list[str] = []
+
+    async def send(name: str, priority: Priority, retry: bool = False) -> None:
+        await bucket.acquire(priority, retry)
+        served.append(name)
+
+    async def run() -> None:
+        nonlocal bucket
+        bucket = TokenBucket(rate=10.0, burst=1.0, clock=lambda: clock.now, sleep=clock.sleep)
+        tasks = [asyncio.create_task(send(f"bulk-{n}", "bulk")) for n in range(20)]
+        tasks += [asyncio.create_task(send(f"retry-{n}", "bulk", True)) for n in range(2)]
+        await clock.run_until(0.25)  # the burst and two more reminders go
+        assert served == ["bulk-0", "bulk-1", "bulk-2"]
+        tasks.append(asyncio.create_task(send("fraud", "urgent")))
+        tasks.append(asyncio.create_task(send("due-soon", "normal")))
+        await clock.run_until(10.0)
+        await asyncio.gather(*tasks)
+
+    bucket: TokenBucket
+    asyncio.run(run())
+    assert served[3:5] == ["fraud", "due-soon"], "the next two tokens"
+    assert served[-2:] == ["retry-0", "retry-1"], "bulk retries after every first attempt"
+    assert len(served) == 24
+
+
+def test_a_reserved_share_keeps_urgent_capacity_and_bulk_is_not_starved() -> None:
+    """Urgent traffic steady below its share gets all it asks for at once; bulk the rest."""
+    clock = VirtualTime()
+    counts = {"urgent": 0, "bulk": 0}
+    waits: list[float] = []
+
+    async def bulk_forever() -> None:
+        while True:
+            await bucket.acquire("bulk")
+            counts["bulk"] += 1
+
+    async def urgent_every(seconds: float) -> None:
+        asked = 0.0
+        while True:
+            asked += seconds
+            await clock.sleep(asked - clock.now)
+            await bucket.acquire("urgent")
+            waits.append(clock.now - asked)
+            counts["urgent"] += 1
+
+    async def run() -> None:
+        nonlocal bucket
+        bucket = TokenBucket(rate=10.0, clock=lambda: clock.now, sleep=clock.sleep, reserve=0.3)
+        tasks = [asyncio.create_task(f) for f in (bulk_forever(), urgent_every(0.5))]
+        await clock.run_until(60.25)  # the 120th urgent message is asked for at 60.0
+        for task in tasks:
+            task.cancel()
+
+    bucket: TokenBucket
+    asyncio.run(run())
+    assert counts["urgent"] == 120, "two a second, every one"
+    assert max(waits) <= 0.1 + 1e-9, "never more than one token's interval"
+    # Bulk keeps the rest of the rate up to its 70% share: 7 a second, not starved.
+    print(f"bulk {counts['bulk'] / 60.25:.2f}/s beside urgent 2/s; rate 10/s, reserve 30%")
+    assert 6.9 * 60 <= counts["bulk"] <= 7.0 * 60.25 + 7, "its share, and its burst"
+    assert counts["urgent"] + counts["bulk"] <= 10.0 * 60.25 + 10, "the rate, and the burst"
+
+
+def test_without_a_reserve_a_batch_uses_the_whole_rate() -> None:
+    clock = VirtualTime()
+    sent = [0]
+
+    async def bulk_forever() -> None:
+        while True:
+            await bucket.acquire("bulk")
+            sent[0] += 1
+
+    async def run() -> None:
+        nonlocal bucket
+        bucket = TokenBucket(rate=10.0, burst=1.0, clock=lambda: clock.now, sleep=clock.sleep)
+        task = asyncio.create_task(bulk_forever())
+        await clock.run_until(30.0)
+        task.cancel()
+
+    bucket: TokenBucket
+    asyncio.run(run())
+    assert 299 <= sent[0] <= 301
