@@ -59,6 +59,10 @@ _REPLY_WORDS = (
     "call", "reply", "return", "contact", "reach",
     "llame", "llamenos", "llamar", "devuelva", "devuelvanos", "comuniquese", "responda",
 )  # fmt: skip
+# As `normalise` writes them (runs squeezed: "collect" is "colect"), once.
+_REPLY_STEMS = normalise(" ".join(_REPLY_WORDS))
+_DEBT_STEMS = normalise(" ".join(DEBT_STEMS))
+_DEBT_EXACT = frozenset(normalise(" ".join(DEBT_WORDS)))
 _PHONE = re.compile(r"\+?\d[\d\s().-]{8,}\d")
 _MONEY = re.compile(r"[$€£]\s?\d[\d,]*(?:[.,]\d{2})?|\b\d[\d,]*[.,]\d{2}\b|\b(?:USD|EUR|GBP|MXN)\b")
 _DIGITS = re.compile(r"\d{4,}")
@@ -87,13 +91,12 @@ def limited_content(
     phones = _PHONE.findall(text)
     if not phones:
         found.append((1, "it gives no telephone number to call back"))
-    if not any(w.startswith(normalise(" ".join(_REPLY_WORDS))) for w in words):
+    if not any(w.startswith(_REPLY_STEMS) for w in words):
         found.append((1, "it does not ask the customer to call back or reply"))
-    stems = normalise(" ".join(DEBT_STEMS))
-    exact = set(normalise(" ".join((*DEBT_WORDS, *extra_words))))
-    said = {normalise(w)[0]: w for w in re.findall(r"\w+", text) if normalise(w)}
+    exact = _DEBT_EXACT | set(normalise(" ".join(extra_words)))
+    said = {n[0]: w for w in re.findall(r"\w+", text) if (n := normalise(w))}
     said["pastdue"] = "past due"
-    for word in dict.fromkeys(w for w in words if w.startswith(stems) or w in exact):
+    for word in dict.fromkeys(w for w in words if w.startswith(_DEBT_STEMS) or w in exact):
         shown = said.get(word, word)
         found.append((_line(source, shown), f"it says {shown!r}, which reveals a debt"))
     rest = _PHONE.sub(" ", text)

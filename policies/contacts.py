@@ -77,7 +77,7 @@ def resolve(
         )
     first_block: Blocked | None = None
     for channel in channels:
-        found = reach(state, channel, category_name, debt=category.kind == "debt_collection")
+        found = reach(state, channel, category_name, debt=category.collects_debt)
         if isinstance(found, Target):
             return found
         first_block = first_block or found

@@ -287,8 +287,7 @@ class _Run:
             why = f"read {late} after the reply; a confirmation may go only within {CONFIRM_WITHIN}"
             self.record("suppressed", "confirmation_too_late", None, **fields, detail=why)
             return
-        locale = self.state.preferences.locale or self.state.profile.locale
-        locale = locale or self.policy.default_locale
+        locale = self.locale()
         nid = notification_id(self.state.customer_id, case_id, 0, "sms", change.address)
         extra = {"locale": locale, "category": CONSENT}
         self.record(
@@ -621,7 +620,7 @@ class _Run:
         if not channels:
             return not profile.phones and not profile.emails
         left = [c for c in channels if c not in tried]
-        debt = self.policy.categories[category].kind == "debt_collection"
+        debt = self.policy.categories[category].collects_debt
         found = [reach(self.state, c, category, debt=debt) for c in left]
         return bool(left) and all(
             isinstance(r, Blocked) and r.reason == "no_contact_point" for r in found
@@ -726,8 +725,7 @@ class _Run:
             elif recipient is not None:
                 found = Target(channel, recipient)
             else:
-                debt = category.kind == "debt_collection"
-                found = reach(self.state, channel, category_name, debt=debt)
+                found = reach(self.state, channel, category_name, debt=category.collects_debt)
             if isinstance(found, Blocked):
                 first, first_channel = first or found, first_channel or channel
                 continue
@@ -770,8 +768,7 @@ class _Run:
         self, case: Case, category_name: str, send: Send, index: int, group: int, sent: _Sent
     ) -> None:
         target = sent.target
-        locale = self.state.preferences.locale or self.state.profile.locale
-        locale = locale or self.policy.default_locale
+        locale = self.locale()
         nid = notification_id(
             self.state.customer_id, case.case_id, index, target.channel, target.recipient
         )
@@ -829,6 +826,11 @@ class _Run:
         current.sent = {**current.sent, nid: SentRef(index, group, target.channel)}
 
     # -- facts --------------------------------------------------------------------
+
+    def locale(self) -> str:
+        """The customer's chosen language, else their profile's, else the set's default."""
+        chosen = self.state.preferences.locale or self.state.profile.locale
+        return chosen or self.policy.default_locale
 
     def priority(self, case: Case) -> Priority:
         """The escalation's priority, else its category's."""

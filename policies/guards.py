@@ -159,7 +159,7 @@ def cap_free_at(
             if (cap.scope == "customer" or c.account_id == account_id) and c.at <= at
         ]
         if days is not None:
-            free = _calendar_free(talks, 1, days, at, where)
+            free, _ = _calendar_free(talks, 1, days, at, where)
         else:
             look = cap.after_conversation.fixed
             assert look is not None
@@ -180,10 +180,9 @@ def cap_free_at(
         and (categories is None or c.category in categories)
     ]
     if days is not None:
-        free = _calendar_free(counted, cap.max, days, at, where)
+        free, shown = _calendar_free(counted, cap.max, days, at, where)
         if free is None:
             return None
-        shown = max(_on_days(counted, days, at, z) for z in where)
     else:
         per = cap.per.fixed
         assert per is not None
@@ -198,25 +197,20 @@ def cap_free_at(
     )
 
 
-def _on_days(times: Sequence[datetime], days: int, at: datetime, zone: str) -> int:
-    """How many of `times` fall on the `days` local days that end with `at`'s."""
-    tz = ZoneInfo(zone)
-    today = at.astimezone(tz).date()
-    first = today - timedelta(days=days - 1)
-    return sum(1 for t in times if first <= t.astimezone(tz).date() <= today)
-
-
 def _calendar_free(
     times: Sequence[datetime], most: int, days: int, at: datetime, where: Sequence[str]
-) -> datetime | None:
-    """None when fewer than `most` of `times` fall on the `days` local days ending today,
-    in every zone; else the first instant of the local day when one fewer would."""
+) -> tuple[datetime | None, int]:
+    """When fewer than `most` of `times` fall on the `days` local days ending today, in
+    every zone: None; else the first instant of the local day when one fewer would. With
+    the most of `times` on those days in any zone (what the ledger's detail shows)."""
     latest: datetime | None = None
+    most_seen = 0
     for zone in where:
         tz = ZoneInfo(zone)
         today = at.astimezone(tz).date()
         first = today - timedelta(days=days - 1)
         dates = sorted(d for d in (t.astimezone(tz).date() for t in times) if first <= d <= today)
+        most_seen = max(most_seen, len(dates))
         if len(dates) < most:
             continue
         oldest = dates[len(dates) - most]
@@ -224,7 +218,7 @@ def _calendar_free(
         free = free.astimezone(at.tzinfo)
         if latest is None or free > latest:
             latest = free
-    return latest
+    return latest, most_seen
 
 
 def _length(cap: FrequencyCap, days: int | None) -> str:

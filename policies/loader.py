@@ -341,14 +341,7 @@ def _merge(
 
     return PolicySet(
         version=version,
-        default_locale=locale,
-        time_zone_fallback=scalars.get("time_zone_fallback", ("", []))[1],
-        holidays=scalars.get("holidays", ("", []))[1],
-        **{
-            f: scalars[f][1]
-            for f in ("contact_wait", "revocation_confirmation", "voicemail")
-            if f in scalars
-        },
+        **{field: value for field, (_, value) in scalars.items()},
         **merged,
     )
 
@@ -452,7 +445,7 @@ def _compliance_warnings(
     category = categories.get(esc.category)
     if category is None:
         return found
-    debt = category.kind == "debt_collection"
+    debt = category.collects_debt
     if debt and category.contact_windows != "enforce":
         found.append(
             (
@@ -510,7 +503,7 @@ def _has_validation_notice(esc: Escalation, merged: dict[str, Any]) -> bool:
         if (
             other.trigger == esc.trigger
             and category is not None
-            and category.kind == "debt_collection"
+            and category.collects_debt
             and category.required
         ):
             return True

@@ -117,6 +117,11 @@ class Category(_Strict):
         default="normal", description="urgent, normal or bulk: its escalations' unless they say"
     )
 
+    @property
+    def collects_debt(self) -> bool:
+        """Reg F's "communication": the work-email rule, caps, voicemails follow from it."""
+        return self.kind == "debt_collection"
+
 
 class Window(_Strict):
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
+from channels.base import Message
 from channels.lint import has_opt_out, limited_content, sms_segments
 from channels.templates import VOICEMAIL, RenderError, TemplateMissing, Templates
 from policies.contacts import reachable
@@ -119,13 +120,10 @@ def lint_templates(
                     if (template, channel, locale, esc.category) in done:
                         continue
                     done.add((template, channel, locale, esc.category))
-                    where = f"templates/{template}/{channel}.{locale}.j2"
                     request = sample_request(name, esc.trigger, esc.category, step.send.template)
                     request = request.model_copy(update={"channel": channel, "locale": locale})
-                    try:
-                        message = templates.render(request, SAMPLE_LINKS)
-                    except (RenderError, TemplateMissing) as exc:
-                        errors.append(f"{where}: does not render with sample data: {exc}")
+                    where, message = _render_sample(templates, request, errors)
+                    if message is None:
                         continue
                     if channel == "sms":
                         count, encoding = sms_segments(message.body)
@@ -143,17 +141,27 @@ def lint_templates(
     for template, channel, locale in sorted(available):
         if template != confirmation or channel != "sms":
             continue
-        where = f"templates/{template}/sms.{locale}.j2"
         request = sample_request("consent", "consent.changed", "consent", template)
         request = request.model_copy(update={"channel": "sms", "locale": locale})
-        try:
-            message = templates.render(request, SAMPLE_LINKS)
-        except (RenderError, TemplateMissing) as exc:
-            errors.append(f"{where}: does not render with sample data: {exc}")
+        where, message = _render_sample(templates, request, errors)
+        if message is None:
             continue
         count, encoding = sms_segments(message.body)
         notes.append(f"{where}: {count} SMS segment(s), {encoding} (the revocation confirmation)")
     return errors, warnings, notes
+
+
+def _render_sample(
+    templates: Templates, request: NotificationRequest, errors: list[str]
+) -> tuple[str, Message | None]:
+    """The template's path, and the request rendered with sample data; None when it does
+    not render, with the error in `errors`."""
+    where = f"templates/{request.template}/{request.channel}.{request.locale}.j2"
+    try:
+        return where, templates.render(request, SAMPLE_LINKS)
+    except (RenderError, TemplateMissing) as exc:
+        errors.append(f"{where}: does not render with sample data: {exc}")
+        return where, None
 
 
 def voicemail_problems(policy: PolicySet, templates: Templates, lenient: bool) -> list[str]:
@@ -163,7 +171,7 @@ def voicemail_problems(policy: PolicySet, templates: Templates, lenient: bool) -
     calling = [
         (name, esc)
         for name, esc in policy.escalations.items()
-        if policy.categories[esc.category].kind == "debt_collection"
+        if policy.categories[esc.category].collects_debt
         and any(
             step.send is not None and "voice" in reachable(step.send)
             for ladder in esc.ladders

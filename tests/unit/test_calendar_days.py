@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from policies.engine import Tick, decide
-from policies.loader import PolicySource, load_sources
+from policies.loader import PolicyLoadError, PolicySource, load_sources
 from policies.state import CustomerState
-from schemas.notifications import DeliveryReceipt
 from tests.conftest import POLICIES
-from tests.unit.test_engine import customer, event
+from tests.unit.test_engine import answered_call, customer, event
 
 CALLS = """
 version: 1
@@ -36,15 +37,7 @@ def next_call_after_a_conversation(guards: str) -> datetime | None:
     out = decide(customer(policy), event("payment.missed", MON_1000_CHI), MON_1000_CHI, policy)
     [call] = out.notifications
     talked = MON_1000_CHI + timedelta(minutes=5)
-    answered = DeliveryReceipt(
-        notification_id=call.notification_id,
-        customer_id="C-1",
-        channel="voice",
-        provider="twilio",
-        status="completed",
-        answered_by="human",
-        at=talked,
-    )
+    answered = answered_call(call.notification_id, talked)
     state: CustomerState = decide(out.state, answered, talked, policy).state
     later = decide(state, Tick("C-1"), MON_1000_CHI + timedelta(days=2), policy)
     [deferred] = [d for d in later.decisions if d.action == "deferred"]
@@ -95,3 +88,20 @@ def test_seven_calls_in_seven_days_counts_the_customers_days() -> None:
     [deferred] = [d for d in found if d.action == "deferred"]
     assert deferred.until == datetime(2026, 11, 30, 14, tzinfo=UTC)
     assert "7 of at most 7 voice contacts per 7d (7 calendar days)" in (deferred.detail or "")
+
+
+def test_calendar_days_on_a_length_in_hours_is_refused_where_it_is_written() -> None:
+    guards = (
+        (POLICIES / "00-guards.yaml")
+        .read_text()
+        .replace(
+            "{channel: sms,   max: 2, per: 1d, scope: customer}",
+            "{channel: sms,   max: 2, per: 6h, scope: customer, counting: calendar_days}",
+        )
+    )
+    with pytest.raises(PolicyLoadError) as info:
+        load_sources([PolicySource("00.yaml", guards), PolicySource("10.yaml", CALLS)])
+    [error] = [str(e) for e in info.value.errors]
+    line = next(n for n, text in enumerate(guards.splitlines(), 1) if "per: 6h" in text)
+    assert error.startswith(f"00.yaml:{line}:")
+    assert "counting: calendar_days needs a length in days or weeks" in error

@@ -67,6 +67,19 @@ def rows(outcome: Outcome) -> list[tuple[str, str]]:
     return [(d.action, d.reason) for d in outcome.decisions]
 
 
+def answered_call(notification_id: str, at: datetime, status: str = "completed") -> DeliveryReceipt:
+    """A person picked up: the receipt that makes a call a conversation."""
+    return DeliveryReceipt(
+        notification_id=notification_id,
+        customer_id="C-1",
+        channel="voice",
+        provider="twilio",
+        status=status,
+        answered_by="human",
+        at=at,
+    )
+
+
 def run(policy: PolicySet, state: CustomerState, *events: Event, until: datetime) -> list[Decision]:
     sim = Simulator(policy)
     sim.states[state.customer_id] = state
@@ -322,15 +335,7 @@ def test_after_a_conversation_no_call_for_seven_days(counting: str) -> None:
     policy = policy_of(TWO_CALLS, guards)
     out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
     talked_at = FRI_0900_CHI + timedelta(minutes=5)
-    answered = DeliveryReceipt(
-        notification_id=out.notifications[0].notification_id,
-        customer_id="C-1",
-        channel="voice",
-        provider="twilio",
-        status="completed",
-        answered_by="human",
-        at=talked_at,
-    )
+    answered = answered_call(out.notifications[0].notification_id, talked_at)
     state = decide(out.state, answered, talked_at, policy).state
     next_day = decide(state, Tick("C-1"), FRI_0900_CHI + timedelta(days=3), policy)
     deferred = [d for d in next_day.decisions if d.action == "deferred"]
@@ -639,15 +644,7 @@ def test_an_answered_call_reported_by_detection_is_a_conversation() -> None:
     policy = policy_of(TWO_CALLS)
     out = decide(customer(policy), event("payment.missed", FRI_0900_CHI), FRI_0900_CHI, policy)
     talked_at = FRI_0900_CHI + timedelta(minutes=1)
-    answered = DeliveryReceipt(
-        notification_id=out.notifications[0].notification_id,
-        customer_id="C-1",
-        channel="voice",
-        provider="twilio",
-        status="answered",
-        answered_by="human",
-        at=talked_at,
-    )
+    answered = answered_call(out.notifications[0].notification_id, talked_at, "answered")
     then = decide(out.state, answered, talked_at, policy)
     assert rows(then) == [("delivered", "answered")]
     assert [c.at for c in then.state.conversations] == [talked_at]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 
+import pytest
+
 from channels.limits import CircuitBreaker, TokenBucket, backoff
 from schemas.types import Priority
 
@@ -175,3 +177,9 @@ def test_without_a_reserve_a_batch_uses_the_whole_rate() -> None:
     bucket: TokenBucket
     asyncio.run(run())
     assert 299 <= sent[0] <= 301
+
+
+def test_a_reserve_is_a_share_below_the_whole_rate() -> None:
+    for share in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="reserve is a share of the rate"):
+            TokenBucket(rate=10.0, reserve=share)
