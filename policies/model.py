@@ -329,3 +329,12 @@ class PolicySet(_Strict):
     contact_windows: dict[str, Window]
     frequency_caps: list[FrequencyCap]
     escalations: dict[str, Escalation]
+
+    def urgent_triggers(self) -> frozenset[str]:
+        """The event types that open an urgent case: what intake's lanes may route ahead
+        (`CLARION_LANES_ROUTE_BY_TYPE`)."""
+        return frozenset(
+            esc.trigger
+            for esc in self.escalations.values()
+            if (esc.priority or self.categories[esc.category].priority) == "urgent"
+        )

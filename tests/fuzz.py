@@ -455,7 +455,7 @@ def run(workdir: Path, bootstrap: str, inputs: int, http: int, seed: int) -> Acc
             )
             watched = [
                 *(settings.topic(t) for t in topics.INPUTS),
-                settings.topic(topics.NOTIFICATIONS_OUTBOUND),
+                *(settings.topic(t) for t in topics.OUTBOUND),
             ]
             asyncio.run(
                 topics.wait_until_consumed(
@@ -493,7 +493,8 @@ def account(settings: Settings, made: list[Input], acc: Accounting, log: str, al
     decisions = [Decision.model_validate_json(v) for _, v in read(topics.DECISIONS)]
     requests = {
         NotificationRequest.model_validate_json(v).notification_id
-        for _, v in read(topics.NOTIFICATIONS_OUTBOUND)
+        for lane in topics.OUTBOUND
+        for _, v in read(lane)
     }
     by_place: dict[tuple[str, int, int], list[DeadLetter]] = {}
     for letter in letters:

@@ -152,13 +152,15 @@ async def settle(
     dispatch run as separate roles, each in its own consumer group.
     """
     bootstrap = settings.kafka_bootstrap
-    inputs = [settings.topic(t) for t in (*topics.INPUTS, topics.TIMER_TICKS)]
-    outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
-    parked = settings.topic(topics.NOTIFICATION_RETRIES)
+    inputs = [
+        settings.topic(t)
+        for t in (*topics.INPUTS, topics.ACCOUNT_EVENTS_URGENT, topics.TIMER_TICKS)
+    ]
+    outbound = [settings.topic(t) for t in (*topics.OUTBOUND, topics.NOTIFICATION_RETRIES)]
     dispatch_group = settings.group("dispatch") if apart else settings.app_id
     for group, wanted in (
         (settings.app_id, inputs),
-        (dispatch_group, [outbound, parked]),
+        (dispatch_group, outbound),
         (settings.app_id, inputs),  # again: what dispatch fed back in (SMS replies)
     ):
         await topics.wait_until_consumed(bootstrap, group, wanted, timeout=timeout, alive=alive)

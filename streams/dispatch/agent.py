@@ -1,6 +1,9 @@
 """The dispatch agents: `notifications-outbound` -> render -> channel -> `decisions`.
 
 `dispatch` takes batches, so provider calls overlap (streams/dispatch/dispatcher.py);
+`dispatch-urgent` does the same for the urgent lane (`notifications-outbound-urgent`),
+so an urgent request never waits for a batch of others to settle: it meets them only
+at the rate limiter, where it goes first;
 `retry` brings back, when due, what a provider could not take yet
 (`notification-retries`); `sms-replies` (streams/dispatch/replies.py) resolves
 who an SMS reply comes from. Each runs with ``concurrency=1`` and lets no
@@ -47,6 +50,10 @@ def install(
     @app.agent(out.topic(topics.NOTIFICATIONS_OUTBOUND), name="dispatch", concurrency=1)
     async def dispatch(stream: faust.StreamT[bytes]) -> None:
         await out.guard.run_agent("dispatch", _dispatch(stream, settings, dispatcher, out))
+
+    @app.agent(out.topic(topics.NOTIFICATIONS_URGENT), name="dispatch-urgent", concurrency=1)
+    async def dispatch_urgent(stream: faust.StreamT[bytes]) -> None:
+        await out.guard.run_agent("dispatch-urgent", _dispatch(stream, settings, dispatcher, out))
 
     @app.agent(out.topic(topics.NOTIFICATION_RETRIES), name="retry", concurrency=1)
     async def retry(stream: faust.StreamT[bytes]) -> None:

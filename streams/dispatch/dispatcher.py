@@ -124,6 +124,8 @@ class Dispatcher:
         )
         self._in_flight = asyncio.Semaphore(settings.dispatch_concurrency)
         self._buckets: dict[str, TokenBucket] = {}
+        self._marking = asyncio.Lock()
+        """`dispatched-ids` has one writer at a time: the agents share this dispatcher."""
         self.breakers: dict[str, CircuitBreaker] = {}
         for route in channels.routes:  # every provider's breaker is on /metrics from the start
             self._breaker(channels.provider_for(route))
@@ -147,7 +149,7 @@ class Dispatcher:
         """
         todo: list[int] = []
         claimed: set[str] = set()
-        marks = _Marks(self.sinks, self.settings.dedupe_max_ids)
+        marks = _Marks(self.sinks, self.settings.dedupe_max_ids, self._marking)
         for i, item in enumerate(batch):
             if item.request.notification_id in claimed:
                 continue  # the same request twice in one batch (a replay): once is enough
@@ -199,13 +201,16 @@ class Dispatcher:
             return _failed(request, self._at(request), "template_error", str(exc))
         self._rendered[request.notification_id] = message
         provider = self.channels.provider_for(request.channel)
-        bucket = self._bucket(provider, request.channel)
-        if park and (wait := bucket.wait_s(request.priority)) > self.settings.rate_park_after_s:
+        buckets = self._buckets_for(provider, request.channel)
+        wait = max(bucket.wait_s(request.priority) for bucket in buckets)
+        if park and wait > self.settings.rate_park_after_s:
             return _Held(time.monotonic() + wait, "rate_limited")
         breaker = self._breaker(provider)
         if not breaker.allows(time.monotonic()):
             return _Held(breaker.reopens_at(), "circuit_open")
-        await bucket.acquire(request.priority, retry=item.number > 1 or request.attempt > 1)
+        retry = item.number > 1 or request.attempt > 1
+        for bucket in buckets:  # the sender's, then the account's: each serves urgent first
+            await bucket.acquire(request.priority, retry=retry)
         async with self._in_flight:
             result = await self.channels.send(message)
         breaker.record(result.outcome, time.monotonic())
@@ -299,6 +304,20 @@ class Dispatcher:
             for provider, breaker in self.breakers.items()
         }
 
+    def _buckets_for(self, provider: str, channel: str) -> list[TokenBucket]:
+        """The sender's bucket, and the provider account's when its rate is set."""
+        rate = {
+            "twilio": self.settings.rate_twilio_account_per_s,
+            "sendgrid": self.settings.rate_sendgrid_account_per_s,
+        }.get(provider)
+        sender = self._bucket(provider, channel)
+        if rate is None:
+            return [sender]
+        account = self._buckets.get(provider)
+        if account is None:
+            account = self._buckets[provider] = TokenBucket(rate)
+        return [sender, account]
+
     def _bucket(self, provider: str, channel: str) -> TokenBucket:
         """One bucket per provider and sender (each Twilio number has its own rate)."""
         s = self.settings
@@ -317,29 +336,41 @@ class _Marks:
     """One batch's changes to `dispatched-ids`, written once per customer per phase.
 
     `item` is the batch item being handled: its event owns the table write of
-    the customer it marks (Faust routes a write by the event).
+    the customer it marks (Faust routes a write by the event). Several agents
+    dispatch at once (the two lanes, retries), and one may mark a customer while
+    another waits on a provider: so only this batch's changes are kept, and each
+    write applies them to what the table holds then, one writer at a time.
     """
 
-    def __init__(self, sinks: Sinks, max_ids: int) -> None:
-        self._sinks, self._max_ids = sinks, max_ids
-        self._changed: dict[str, tuple[HandledIds, int]] = {}
+    def __init__(self, sinks: Sinks, max_ids: int, writing: asyncio.Lock) -> None:
+        self._sinks, self._max_ids, self._writing = sinks, max_ids, writing
+        self._changed: dict[str, tuple[dict[str, str], int]] = {}
         self.item = 0
 
     def of(self, customer_id: str) -> HandledIds:
-        found = self._changed.get(customer_id)
-        if found is not None:
-            return found[0]
-        return HandledIds.from_json(self._sinks.handled_get(customer_id), self._max_ids)
+        handled = self._stored(customer_id)
+        for notification_id, status in self._changed.get(customer_id, ({}, 0))[0].items():
+            handled = handled.set(notification_id, status)
+        return handled
 
     def set(self, request: NotificationRequest, status: str) -> None:
-        handled = self.of(request.customer_id).set(request.notification_id, status)
-        self._changed[request.customer_id] = (handled, self.item)
+        changes, _ = self._changed.get(request.customer_id, ({}, 0))
+        changes.pop(request.notification_id, None)  # the last change goes last, as in the table
+        changes[request.notification_id] = status
+        self._changed[request.customer_id] = (changes, self.item)
 
     async def write(self, enter: Callable[[int], None]) -> None:
-        for customer_id, (handled, item) in self._changed.items():
-            enter(item)
-            await self._sinks.handled_set(customer_id, handled.to_json())
+        async with self._writing:
+            for customer_id, (changes, item) in self._changed.items():
+                handled = self._stored(customer_id)
+                for notification_id, status in changes.items():
+                    handled = handled.set(notification_id, status)
+                enter(item)
+                await self._sinks.handled_set(customer_id, handled.to_json())
         self._changed.clear()
+
+    def _stored(self, customer_id: str) -> HandledIds:
+        return HandledIds.from_json(self._sinks.handled_get(customer_id), self._max_ids)
 
 
 def _failed(

@@ -1,8 +1,12 @@
-"""The intake agent: inputs -> validate -> dedupe -> engine -> ledger and requests.
+"""The intake agents: inputs -> validate -> dedupe -> engine -> ledger and requests.
 
 Account events, profiles and preferences, delivery receipts and clock messages
 share one agent with ``concurrency=1`` (more can lose messages, see
-pitfalls.md), so a customer's inputs are applied in partition order. No
+pitfalls.md), so a customer's inputs are applied in partition order. Urgent
+events (`account-events-urgent`) have an agent of their own, so a fraud alert
+is never queued behind a nightly batch; the two take turns a batch at a time
+(`Intake.turn`), so a customer's state is never changed by both at once
+(docs/operations.md, "Lanes"). No
 exception escapes it: Faust would ack the message and it would be gone. What
 cannot be processed goes to `dead-letters`. Clock messages on `timer-ticks`
 fire the steps falling due (streams/intake/timers.py says how timers survive
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import faust
 import structlog
@@ -25,7 +29,7 @@ from policies.engine import Input, Tick, decide
 from policies.model import PolicySet
 from schemas.intake import Rejection, check_event, field_errors
 from schemas.notifications import DeliveryReceipt
-from streams.intake import repairs, stored
+from streams.intake import lanes, repairs, stored
 from streams.intake.timers import TimerIndex, clock_message, read_clock
 from streams.intake.working import StateUnreadable, Working
 from streams.kafka import topics, transport
@@ -46,6 +50,7 @@ class Intake:
         self.ticks_name = settings.topic(topics.TIMER_TICKS)
         self.receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
         self.outbound_name = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+        self.urgent_name = settings.topic(topics.NOTIFICATIONS_URGENT)
         self.repairs_name = settings.topic(topics.STATE_REPAIRS)
         # Bytes, not dicts: streams/intake/stored.py says why.
         self.customers = transport.table(
@@ -56,6 +61,15 @@ class Intake:
         self.index = TimerIndex()
         self.forwarding: set[tuple[str, str]] = set()
         """(topic, source) pairs whose inputs were forwarded, said once each in the log."""
+        self.turn = asyncio.Lock()
+        """Held for a whole batch, read to write-back: the lanes' agents take turns. The
+        lock is fair, so an urgent batch waits for one batch of the other lane at most."""
+
+    def lane(self, priority: str) -> str:
+        """The topic of a notification request of `priority`."""
+        if priority == "urgent" and self.settings.lanes:
+            return self.urgent_name
+        return self.outbound_name
 
     async def run(self, stream: faust.StreamT[bytes]) -> None:
         """Batches of inputs; each customer's state is read and written once per batch."""
@@ -63,25 +77,29 @@ class Intake:
         async for events in stream.take_events(  # type: ignore[attr-defined]  # faust's StreamT omits it
             settings.intake_batch, within=settings.intake_batch_wait_s
         ):
-            work = Working(self.customers, self.seen, self.window, settings.dedupe_max_ids, enter)
-            for event in events:
-                enter(event)
-                try:
-                    outcome = await self.handle(work, event)
-                except StateUnreadable as exc:
-                    await self.out.dead_letter(event, "state_unreadable", _unreadable(exc))
-                    outcome = "dead_lettered"
-                except Exception as exc:  # never let Faust ack a message we did not handle
-                    await self.out.dead_letter(event, "internal_error", describe(exc))
-                    outcome = "dead_lettered"
-                self.out.metrics.inputs.inc(event.message.topic, outcome)
-            limit = settings.producer_max_request_bytes - 1024  # the key and the framing
-            out = self.out
-            flushed = await work.flush(out.deliver, out.record_encoded, self.outbound_name, limit)
-            for event, failure in flushed:
-                enter(event)
-                reason = describe(failure, "saving the customer's state")
-                await self.out.dead_letter(event, "internal_error", reason)
+            async with self.turn:
+                await self._batch(events)
+
+    async def _batch(self, events: list[faust.EventT[bytes]]) -> None:
+        settings, out = self.settings, self.out
+        work = Working(self.customers, self.seen, self.window, settings.dedupe_max_ids, enter)
+        for event in events:
+            enter(event)
+            try:
+                outcome = await self.handle(work, event)
+            except StateUnreadable as exc:
+                await out.dead_letter(event, "state_unreadable", _unreadable(exc))
+                outcome = "dead_lettered"
+            except Exception as exc:  # never let Faust ack a message we did not handle
+                await out.dead_letter(event, "internal_error", describe(exc))
+                outcome = "dead_lettered"
+            out.metrics.inputs.inc(event.message.topic, outcome)
+        limit = settings.producer_max_request_bytes - 1024  # the key and the framing
+        flushed = await work.flush(out.deliver, out.record_encoded, self.lane, limit)
+        for event, failure in flushed:
+            enter(event)
+            reason = describe(failure, "saving the customer's state")
+            await out.dead_letter(event, "internal_error", reason)
 
     async def handle(self, work: Working, event: faust.EventT[bytes]) -> InputOutcome:
         """One input; what became of it, for `clarion_inputs_total`."""
@@ -270,7 +288,8 @@ class Intake:
 
 
 def install(app: faust.App, settings: Settings, policy: PolicySet, out: Outlets) -> Intake:
-    """The intake agent, the wall-clock ticker, and the timer index kept across rebalances."""
+    """The intake agents (a lane each), the wall-clock ticker, and the timer index kept
+    across rebalances."""
     intake = Intake(app, settings, policy, out)
     inputs = app.topic(
         *(settings.topic(n) for n in topics.INPUTS),
@@ -305,6 +324,18 @@ def install(app: faust.App, settings: Settings, policy: PolicySet, out: Outlets)
     @app.agent(inputs, name="intake", concurrency=1)
     async def intake_agent(stream: faust.StreamT[bytes]) -> None:
         await out.guard.run_agent("intake", intake.run(stream))
+
+    @app.agent(out.topic(topics.ACCOUNT_EVENTS_URGENT), name="intake-urgent", concurrency=1)
+    async def urgent_agent(stream: faust.StreamT[bytes]) -> None:
+        await out.guard.run_agent("intake-urgent", intake.run(stream))
+
+    if settings.lanes_route_by_type:
+        urgent_types = policy.urgent_triggers()
+
+        @app.service
+        class _Router(lanes.TypeRouter):
+            def __init__(self, **kw: Any) -> None:
+                super().__init__(settings, urgent_types, out.metrics, **kw)
 
     return intake
 

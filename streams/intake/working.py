@@ -62,7 +62,8 @@ class _Entry:
     dirty: bool = False
     inputs: list[faust.EventT[bytes]] = field(default_factory=list)
     """Every input of this batch that reached the customer (dead-lettered if it fails)."""
-    requests: list[bytes] = field(default_factory=list)
+    requests: list[tuple[str, bytes]] = field(default_factory=list)
+    """(priority, request): the priority chooses the request's lane."""
     decisions: list[tuple[Decision, bytes]] = field(default_factory=list)
 
 
@@ -105,7 +106,7 @@ class Working:
     ) -> None:
         """Hold an engine step's outputs until the batch ends. Encoded now: what cannot be
         written raises here, before any of it is kept."""
-        encoded = [r.model_dump_json().encode() for r in requests]
+        encoded = [(r.priority, r.model_dump_json().encode()) for r in requests]
         recorded = [(d, d.model_dump_json().encode()) for d in decisions]
         entry = self._states[customer]
         entry.requests += encoded
@@ -132,14 +133,14 @@ class Working:
         return found[0]
 
     async def flush(
-        self, deliver: Deliver, record: Record, outbound: str, max_bytes: int
+        self, deliver: Deliver, record: Record, lane: Callable[[str], str], max_bytes: int
     ) -> list[tuple[faust.EventT[bytes], Exception]]:
         """Write back what the batch did, in the order the module doc gives.
 
         Returns each input of a customer whose state would not read back, with why,
         for the caller to dead-letter; nothing of theirs is written. A refused request
         or table write raises: the worker halts (streams/kafka/guard.py) and commits
-        nothing, and the batch is read again.
+        nothing, and the batch is read again. `lane(priority)` names a request's topic.
         """
         failed: list[tuple[faust.EventT[bytes], Exception]] = []
         refused: set[str] = set()
@@ -154,9 +155,9 @@ class Working:
                 continue
             kept.append((customer, entry, value))
         deliveries = [
-            await deliver(outbound, customer.encode(), request)
+            await deliver(lane(priority), customer.encode(), request)
             for customer, entry, _ in kept
-            for request in entry.requests
+            for priority, request in entry.requests
         ]
         if deliveries:
             await asyncio.gather(*deliveries)  # a decision never names a request not out

@@ -29,9 +29,14 @@ log = structlog.get_logger(__name__)
 Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
 
 ACCOUNT_EVENTS = "account-events"
+ACCOUNT_EVENTS_URGENT = "account-events-urgent"
+"""Urgent events (fraud, security): intake reads them in a lane of their own, never
+behind a backlog on `account-events` (docs/operations.md, "Lanes")."""
 CUSTOMER_PROFILES = "customer-profiles"
 PREFERENCE_UPDATES = "preference-updates"
 NOTIFICATIONS_OUTBOUND = "notifications-outbound"
+NOTIFICATIONS_URGENT = "notifications-outbound-urgent"
+"""Urgent notification requests, dispatched by an agent of their own (CLARION_LANES)."""
 DELIVERY_RECEIPTS = "delivery-receipts"
 DECISIONS = "decisions"
 AGENT_TASKS = "agent-tasks"
@@ -44,9 +49,13 @@ STATE_REPAIRS = "state-repairs"
 """An operator's replacement for a customer's unreadable state (`clarion state repair`)."""
 
 INPUTS = (ACCOUNT_EVENTS, CUSTOMER_PROFILES, PREFERENCE_UPDATES)
+"""The producers' topics merged in time order per partition (streams/kafka/ordering.py)."""
+OUTBOUND = (NOTIFICATIONS_OUTBOUND, NOTIFICATIONS_URGENT)
+"""Where notification requests are: read both to see every request."""
 ALL = (
     *INPUTS,
-    NOTIFICATIONS_OUTBOUND,
+    ACCOUNT_EVENTS_URGENT,
+    *OUTBOUND,
     DELIVERY_RECEIPTS,
     DECISIONS,
     AGENT_TASKS,

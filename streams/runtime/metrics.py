@@ -92,6 +92,12 @@ class Metrics:
             "(accepted, transient: retried, permanent: not retried).",
             ("provider", "channel", "outcome"),
         )
+        self.lanes_routed = self._counter(
+            "clarion_lanes_routed_total",
+            "Urgent events copied from account-events to account-events-urgent, by type "
+            "(CLARION_LANES_ROUTE_BY_TYPE).",
+            ("type",),
+        )
         self.lateness = Histogram(
             "clarion_timer_lateness_seconds",
             "How long after its due instant a step fired (wall clock only).",

@@ -93,6 +93,16 @@ class Settings(BaseSettings):
         "topic (events, profiles, preferences, receipts); 0: only while the broker has more "
         "of that topic than was fetched (docs/operations.md, 'Order across topics')",
     )
+    lanes: bool = Field(
+        default=True,
+        description="urgent notification requests go on notifications-outbound-urgent and are "
+        "dispatched apart from the rest; false: one lane for all (docs/operations.md, 'Lanes')",
+    )
+    lanes_route_by_type: bool = Field(
+        default=False,
+        description="copy events of an urgent type from account-events to "
+        "account-events-urgent, for producers that cannot choose the topic",
+    )
     strict_partitioning: bool = Field(
         default=False,
         description="true: an input on another partition than its customer's is dead-lettered "
@@ -208,6 +218,15 @@ class Settings(BaseSettings):
     rate_sms_per_s: float = Field(default=10.0, gt=0, description="per Twilio sender")
     rate_voice_per_s: float = Field(default=1.0, gt=0, description="per Twilio caller number")
     rate_email_per_s: float = Field(default=100.0, gt=0, description="SendGrid requests")
+    rate_twilio_account_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="every Twilio message and call of the account together (account-based "
+        "throughput); unset: only the per-sender rates",
+    )
+    rate_sendgrid_account_per_s: float | None = Field(
+        default=None, gt=0, description="every SendGrid request of the account together"
+    )
     urgent_reserve_sms: float = Field(
         default=0.0, ge=0, lt=1, description="share of the SMS rate only urgent messages use"
     )

@@ -1,4 +1,4 @@
-"""Latency: from producing an event to its notification request on `notifications-outbound`.
+"""Latency: from producing an event to its notification request on its lane's topic.
 
 Run: `make bench-latency` (or `python -m tests.benchmarks.latency --rate 1000`).
 One embedded broker and one `clarion worker` (with `--apart`, an intake and a
@@ -6,7 +6,8 @@ dispatch worker: the roles as two processes). First every customer gets a
 profile, and the benchmark waits until intake has taken them all. Then
 `transaction.large` events go out at a steady rate, one per customer, each on
 a fresh account. Their first step is an immediate SMS (fraud ignores contact
-windows). A consumer on `notifications-outbound` matches each request to its
+windows) on the urgent lane (`notifications-outbound-urgent`, since a large
+transaction opens an urgent case). A consumer there matches each request to its
 event by `cause_event_id`. Both clocks are this process's. Prints
 percentiles; asserts nothing. The load's producer lingers 5 ms, as Kafka's
 clients do by default (`PRODUCER_LINGER_MS`; `--linger-ms 0` for one produce
@@ -243,7 +244,7 @@ def main() -> None:
             for role in roles:
                 wait_ready(role.web_port)
             wait_taken(settings.kafka_bootstrap, settings.app_id, [source], workers[0])
-            outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+            outbound = settings.topic(topics.NOTIFICATIONS_URGENT)
             pids = {f"{role.role} worker": w.pid for role, w in zip(roles, workers, strict=True)}
             run(broker, pids, measure_args=(source, outbound, *load))
 

@@ -187,7 +187,7 @@ def wait_taken(
 def downstream(settings: Settings) -> list[str]:
     """What the worker makes of the inputs and consumes again: requests, then their receipts."""
     names = (
-        topics.NOTIFICATIONS_OUTBOUND,
+        *topics.OUTBOUND,
         topics.NOTIFICATION_RETRIES,
         topics.DELIVERY_RECEIPTS,
         topics.SMS_CONVERSATIONS,

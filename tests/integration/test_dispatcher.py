@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,60 @@ async def test_sent_once_whatever_is_replayed(twilio: FakeTwilio) -> None:
     assert seen.decisions[0].extra["provider_message_id"].startswith("SM")
     assert seen.table["C-1"] == {"ntf-1": "done"}
     assert seen.flushes == 1  # "attempting" was made durable before the provider call
+
+
+async def test_two_lanes_marking_one_customer_at_once_keep_both_marks(
+    twilio: FakeTwilio,
+) -> None:
+    """The urgent lane's agent and the others share the dispatcher: a batch that marks
+    a customer while another batch of the same customer is settling (its ledger row
+    on its way) must not be undone when that batch writes the marks it read before."""
+    seen = Recorded()
+    gate = asyncio.Event()
+    sinks = seen.sinks()
+    record = sinks.record
+
+    async def slow_record(decision: Decision) -> None:
+        if decision.notification_id == "ntf-1":
+            await gate.wait()  # ntf-1's batch has read C-1's marks and waits here
+        await record(decision)
+
+    d = dispatcher(twilio, seen)
+    d.sinks = replace(sinks, record=slow_record)
+    first = asyncio.create_task(d.run([Attempt(request("payment-missed", "sms"))], nothing))
+    while not seen.table.get("C-1") or not twilio.accepted:
+        await asyncio.sleep(0.01)
+    urgent = request("payment-missed", "sms").model_copy(
+        update={"notification_id": "ntf-2", "priority": "urgent"}
+    )
+    await d.run([Attempt(urgent)], nothing)  # the urgent lane, all the way through
+    gate.set()
+    await first
+    await d.channels.close()
+    assert sorted(seen.rows()) == [("dispatched", "channel_accepted")] * 2
+    assert seen.table["C-1"] == {"ntf-1": "done", "ntf-2": "done"}
+
+
+async def test_the_provider_account_s_rate_holds_beside_each_sender_s(twilio: FakeTwilio) -> None:
+    """Twilio limits an account as well as each number: with the account at 1 a second, a
+    second message right after the first waits (parked on the retry topic), though its
+    sender's own rate would let it go; the account's bucket is one for every channel."""
+    seen = Recorded()
+    limits = {"rate_sms_per_s": 1000.0, "rate_twilio_account_per_s": 1.0}
+    d = dispatcher(twilio, seen, rate_park_after_s=0.5, **limits)
+    first, second = (
+        request("payment-missed", "sms").model_copy(update={"notification_id": f"ntf-{n}"})
+        for n in (1, 2)
+    )
+    await d.run([Attempt(first)], nothing)
+    await d.run([Attempt(second)], nothing)
+    await d.channels.close()
+    assert len(twilio.accepted) == 1
+    [parked] = seen.retries
+    assert parked.request.notification_id == "ntf-2" and parked.not_before is not None
+    assert seen.table["C-1"] == {"ntf-1": "done", "ntf-2": "retry"}
+    sms, voice = d._buckets_for("twilio", "sms"), d._buckets_for("twilio", "voice")
+    assert sms[1] is voice[1] and sms[0] is not voice[0]
 
 
 async def test_a_missing_template_fails_without_a_provider_call(twilio: FakeTwilio) -> None:

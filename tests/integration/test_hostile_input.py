@@ -159,7 +159,8 @@ def test_a_worker_whose_dead_letters_are_refused_exits_without_committing_past_t
 
 
 def test_refused_requests_halt_intake_before_any_decision_names_them(tmp_path: Path) -> None:
-    """`notifications-outbound` refuses writes: the batch's requests are awaited before its
+    """The requests' topic refuses writes (the urgent lane's: a large transaction opens an
+    urgent case): the batch's requests are awaited before its
     decisions, so the worker halts with no `sent` row for a message that was never
     requested, commits nothing past the input, and decides it once the door opens."""
     port = free_port()
@@ -168,7 +169,7 @@ def test_refused_requests_halt_intake_before_any_decision_names_them(tmp_path: P
         KafkaGateway(port, broker.port, tls=None) as door,
     ):
         settings = run_settings(f"127.0.0.1:{port}", tmp_path, "req", partitions=1)
-        outbound = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
+        outbound = settings.topic(topics.NOTIFICATIONS_URGENT)
         door.refuse_produce_to = frozenset({outbound})
         profile = samples.event("customer.profile.updated", account_id=None)
         good = samples.event("transaction.large", event_id="evt-good", account_id="A-1")

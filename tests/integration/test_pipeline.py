@@ -181,7 +181,7 @@ def test_intake_and_dispatch_apart_give_the_same_answer(settings: Settings, tmp_
     # inputs and no request.
     bootstrap = settings.kafka_bootstrap
     requests = asyncio.run(
-        topics.end_offsets(bootstrap, [settings.topic(topics.NOTIFICATIONS_OUTBOUND)])
+        topics.end_offsets(bootstrap, [settings.topic(t) for t in topics.OUTBOUND])
     )
     inputs = asyncio.run(topics.end_offsets(bootstrap, [settings.topic(topics.ACCOUNT_EVENTS)]))
     assert (

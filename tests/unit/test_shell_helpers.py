@@ -224,18 +224,18 @@ def test_a_batch_writes_requests_then_decisions_then_states_and_holds_back_a_bad
         decision = Decision(
             customer_id=cid, action="opened", reason="test", at=at, policy_version="p"
         )
-        work.emit(
-            cid,
-            [request("payment-missed", "sms").model_copy(update={"customer_id": cid})],
-            [decision],
-        )
+        sms = request("payment-missed", "sms").model_copy(update={"customer_id": cid})
+        urgent = sms.model_copy(update={"notification_id": "ntf-u", "priority": "urgent"})
+        work.emit(cid, [sms, urgent], [decision])
         work.put(cid, state.model_copy(update={"profile": profile}))
         work.recent(cid, event).add(f"evt-{cid}", at)  # type: ignore[arg-type]
-    failed = asyncio.run(work.flush(deliver, record, "outbound", 1_000_000))
+    lanes = {"urgent": "outbound-urgent"}
+    failed = asyncio.run(work.flush(deliver, record, lambda p: lanes.get(p, "outbound"), 10**6))
     assert [e for e, _ in failed] == [events["C-BAD"]]
     assert "would not be written and read back" in str(failed[0][1])
     assert written == [
         ("outbound", "C-OK"),
+        ("outbound-urgent", "C-OK"),
         ("decisions", "C-OK"),
         ("customers", "C-OK"),
         ("seen", "C-OK"),

@@ -1,0 +1,130 @@
+"""Lanes by event type: urgent events copied from `account-events` to `account-events-urgent`.
+
+A producer that cannot choose a topic puts its fraud alert on `account-events`,
+behind whatever batch is there. Intake cannot read past that batch: Faust
+hands it a partition's records in order, a few thousand at most ahead. So the
+router reads the topic in a consumer group of its own, at the broker's pace
+rather than the engine's, and copies each event of an urgent type (one that
+opens an urgent case, `PolicySet.urgent_triggers`) to the same partition of
+`account-events-urgent`, key, value and headers unchanged.
+
+Intake applies whichever copy it reads first and drops the other as a
+duplicate (its memory of event ids, `CLARION_DEDUPE_WINDOW_HOURS`). So an
+event is never applied twice, and nothing is lost when the router is slow,
+down or behind: the original is still in its place. For the same reason the
+router starts a new group at the end of the topic, and copies no event the
+broker took more than half the dedupe window ago: such a copy could outlive
+intake's memory of the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import faust
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from streams.kafka import topics
+from streams.runtime import security
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+RETRY_S = 1.0
+"""After a broker error, the router tries again this much later (intake is not held up)."""
+
+
+def urgent_type(value: bytes | None, wanted: frozenset[str]) -> str | None:
+    """The event's type when it is one of `wanted`, else None (also for what is not an
+    event at all: intake dead-letters the original)."""
+    if not value or not any(f'"{name}"'.encode() in value for name in wanted):
+        return None  # the cheap test first: most events name no urgent type
+    try:
+        event = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    kind = event.get("type") if isinstance(event, dict) else None
+    return kind if isinstance(kind, str) and kind in wanted else None
+
+
+class TypeRouter(faust.Service):
+    """The copy loop: a consumer of its own, and a producer to the urgent topic."""
+
+    def __init__(
+        self, settings: Settings, urgent_types: frozenset[str], metrics: Metrics, **kw: Any
+    ) -> None:
+        super().__init__(**kw)
+        self.settings, self.wanted = settings, urgent_types
+        self.source = settings.topic(topics.ACCOUNT_EVENTS)
+        self.target = settings.topic(topics.ACCOUNT_EVENTS_URGENT)
+        self.max_age_ms = settings.dedupe_window_hours * 3600 * 1000 / 2
+        self.routed = metrics.lanes_routed
+
+    async def on_started(self) -> None:
+        self.add_future(self._run())
+
+    async def _run(self) -> None:
+        while not self.should_stop:
+            try:
+                await self._route()
+            except (KafkaError, OSError) as exc:
+                log.warning("lanes.router_error", error=type(exc).__name__, detail=str(exc))
+                await asyncio.sleep(RETRY_S)
+
+    async def _route(self) -> None:
+        options = security.for_settings(self.settings)
+        bootstrap = self.settings.kafka_bootstrap
+        consumer = AIOKafkaConsumer(
+            self.source,
+            bootstrap_servers=bootstrap,
+            group_id=f"{self.settings.group()}-lanes",
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            session_timeout_ms=int(self.settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(self.settings.heartbeat_interval_s * 1000),
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **options,
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, **options)
+        try:
+            await consumer.start()
+            await producer.start()
+            log.info("lanes.router_started", types=sorted(self.wanted))
+            while not self.should_stop:
+                fetched = await consumer.getmany(timeout_ms=200, max_records=5000)
+                await self._copy(producer, fetched)
+                if fetched:
+                    await consumer.commit()
+        finally:
+            await topics.stop_client(consumer)
+            await topics.stop_client(producer)
+
+    async def _copy(self, producer: AIOKafkaProducer, fetched: dict[Any, list[Any]]) -> None:
+        """Copy the urgent ones; every copy is on the broker before the offsets are committed."""
+        oldest = time.time() * 1000 - self.max_age_ms
+        sent, kinds = [], []
+        for tp, records in fetched.items():
+            for record in records:
+                kind = urgent_type(record.value, self.wanted)
+                if kind is None or record.timestamp < oldest:
+                    continue
+                sent.append(
+                    await producer.send(
+                        self.target,
+                        record.value,
+                        key=record.key,
+                        partition=tp.partition,
+                        headers=list(record.headers or ()),
+                    )
+                )
+                kinds.append(kind)
+        if sent:
+            await asyncio.gather(*sent)
+        for kind in kinds:
+            self.routed.inc(kind)
