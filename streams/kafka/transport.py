@@ -86,6 +86,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust import stores
 from faust.exceptions import ProducerSendError
 from faust.stores import memory, rocksdb
+from faust.transport.conductor import Conductor
 from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, TransportT
@@ -95,6 +96,7 @@ from streams.kafka.bulk_load import BulkLoadedRocksDBStore, BulkLoadedStore
 from streams.kafka.guard import Guard
 from streams.kafka.handoff import CutShort, FlowSuspended, FlowWait
 from streams.kafka.ordering import CrossTopicOrder, OrderedScheduling
+from streams.kafka.room import Room
 from streams.kafka.topics import read_past
 from streams.runtime.security import client_options
 
@@ -211,6 +213,8 @@ class Consumer(driver.Consumer):
         super().__init__(*args, **kwargs)
         self.suspend_flow = FlowSuspended()
         self._delivery = CutShort()
+        self.room = Room(self._queues)
+        """Fetched records waiting for room in their agent's queue (kafka/room.py)."""
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         """The consumer loop's delivery of one message, in its own task (kafka/handoff.py)."""
@@ -275,19 +279,31 @@ class Consumer(driver.Consumer):
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
         """The fetcher thread gets a copy of the active set (fault 2 in the module doc);
-        intake's inputs come back in time order across topics (kafka/ordering.py)."""
+        only what its agents' queues have room for is handed on (kafka/room.py); intake's
+        inputs come back in time order across topics (kafka/ordering.py)."""
         wanted = None if active_partitions is None else set(active_partitions)
         generation = self.app.consumer_generation_id
         fetched = await super()._getmany(wanted, timeout)
         order = cast(ClarionApp, self.app).input_order
-        if order is None:
-            return fetched
         if self.app.consumer_generation_id != generation:
-            order.forget()  # a rebalance came during the fetch: Faust sorts this batch out
+            self.room.forget()  # a rebalance came during the fetch: Faust sorts this batch out
+            if order is not None:
+                order.forget()
+            return fetched
+        fetched = self.room.take(fetched)
+        if order is None:
             return fetched
         return order.take(
             fetched, time.monotonic(), ensure_TPset(self.assignment()), self._caught_up
         )
+
+    def _queues(self, tp: TP) -> list[Any]:
+        """The queues of the agents that read `tp` (none for a table's changelog, which
+        recovery reads on its own path)."""
+        if self._is_changelog_tp(tp):
+            return []
+        conductor = cast(Conductor, self.app.topics)
+        return [channel.queue for channel in conductor._topic_name_index.get(tp.topic, ())]
 
     def _caught_up(self, tp: TP) -> bool:
         """Whether this consumer has fetched all the broker held of `tp` at its last fetch."""
@@ -317,12 +333,14 @@ class Consumer(driver.Consumer):
         return found
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.room.forget()
         order = cast(ClarionApp, self.app).input_order
         if order is not None:
             order.forget()  # read again from the commits once assigned
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.room.forget()
         order = cast(ClarionApp, self.app).input_order
         if order is not None:
             order.forget()

@@ -15,7 +15,9 @@ Prints, per mode: the fraud alert's latency from producing the event to its SMS
 (and its email) being handed to the provider, p50/p99/max, and how many were
 handed over at all before the run ended (`--grace` seconds after the last); the
 batch's emails handed over per second while the fraud events came, as a share of
-the configured 100; the worker's CPU per input it took. "Handed to the provider"
+the configured 100, from the fifth second (the bucket's burst spent); the
+worker's CPU over the run, per input it took and per message it handed over
+(one process does both, so neither figure is the other's alone). "Handed to the provider"
 is the sandbox's outbox line, read every 20 ms: up to 20 ms late. Asserts
 nothing.
 """
@@ -140,15 +142,17 @@ def report(label: str, sent: dict[str, float], outbox: Outbox, seconds: int) -> 
             if (cid, channel) in outbox.fraud_seen
         ]
         if len(late) >= 2:
-            cuts = quantiles(late, n=100)
+            cuts = quantiles(late, n=100, method="inclusive")
             figures = f"p50 {cuts[49]:7.3f} s  p99 {cuts[98]:7.3f} s  max {max(late):7.3f} s"
         else:
             figures = "too few handed over for percentiles"
         print(f"  fraud {channel:<5} handed over {len(late):>3} of {seconds}   {figures}")
-    during = [t for t in outbox.batch_emails if started <= t <= ended]
-    rate = len(during) / (ended - started)
+    # From the fifth second: the bucket's burst (a second of its rate) is spent by then.
+    steady = started + 5
+    during = [t for t in outbox.batch_emails if steady <= t <= ended]
+    rate = len(during) / (ended - steady)
     share = rate / RATES["rate_email_per_s"] * 100
-    print(f"  batch email rate          {rate:8.1f} /s  ({share:.0f}% of the configured 100/s)")
+    print(f"  batch email rate          {rate:8.1f} /s  ({share:.1f}% of the configured 100/s)")
 
 
 def run_mode(broker: EmbeddedBroker, work: Path, lanes: bool, args: argparse.Namespace) -> None:
@@ -189,8 +193,14 @@ def run_mode(broker: EmbeddedBroker, work: Path, lanes: bool, args: argparse.Nam
             taken = inputs_taken(settings.web_port) - taken
         finally:
             stop_worker(worker)
+    window = sent["ended"] - sent["started"]
     report(f"lanes {mode} (fraud events on {settings.topic(lane)})", sent, outbox, args.seconds)
-    print(f"  worker CPU per input      {cpu / max(taken, 1) * 1e6:8.0f} µs  ({taken:,.0f} inputs)")
+    handed = len(outbox.batch_emails) + len(outbox.fraud_seen)
+    print(
+        f"  worker CPU                {cpu:8.1f} s  over {window:.0f} s: "
+        f"{cpu / max(taken, 1) * 1e6:,.0f} µs per input taken ({taken:,.0f}), "
+        f"{cpu / max(handed, 1) * 1e3:,.2f} ms per message handed over ({handed:,})"
+    )
 
 
 def main() -> None:
