@@ -348,7 +348,8 @@ class _Marks:
         self.item = 0
 
     def of(self, customer_id: str) -> HandledIds:
-        handled = self._stored(customer_id)
+        """What the table holds for the customer now, with this batch's changes on top."""
+        handled = HandledIds.from_json(self._sinks.handled_get(customer_id), self._max_ids)
         for notification_id, status in self._changed.get(customer_id, ({}, 0))[0].items():
             handled = handled.set(notification_id, status)
         return handled
@@ -361,16 +362,11 @@ class _Marks:
 
     async def write(self, enter: Callable[[int], None]) -> None:
         async with self._writing:
-            for customer_id, (changes, item) in self._changed.items():
-                handled = self._stored(customer_id)
-                for notification_id, status in changes.items():
-                    handled = handled.set(notification_id, status)
+            for customer_id, (_, item) in self._changed.items():
+                handled = self.of(customer_id)  # read now, under the lock
                 enter(item)
                 await self._sinks.handled_set(customer_id, handled.to_json())
         self._changed.clear()
-
-    def _stored(self, customer_id: str) -> HandledIds:
-        return HandledIds.from_json(self._sinks.handled_get(customer_id), self._max_ids)
 
 
 def _failed(

@@ -40,17 +40,24 @@ RETRY_S = 1.0
 """After a broker error, the router tries again this much later (intake is not held up)."""
 
 
-def urgent_type(value: bytes | None, wanted: frozenset[str]) -> str | None:
-    """The event's type when it is one of `wanted`, else None (also for what is not an
-    event at all: intake dead-letters the original)."""
-    if not value or not any(f'"{name}"'.encode() in value for name in wanted):
-        return None  # the cheap test first: most events name no urgent type
-    try:
-        event = json.loads(value)
-    except (ValueError, RecursionError):
-        return None
-    kind = event.get("type") if isinstance(event, dict) else None
-    return kind if isinstance(kind, str) and kind in wanted else None
+class UrgentTypes:
+    """The event types to copy, and the test of an event against them."""
+
+    def __init__(self, wanted: frozenset[str]) -> None:
+        self.wanted = wanted
+        self._quoted = tuple(f'"{name}"'.encode() for name in sorted(wanted))
+
+    def of(self, value: bytes | None) -> str | None:
+        """The event's type when it is one of these, else None (also for what is not an
+        event at all: intake dead-letters the original)."""
+        if not value or not any(quoted in value for quoted in self._quoted):
+            return None  # the cheap test first: most events name no urgent type
+        try:
+            event = json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+        kind = event.get("type") if isinstance(event, dict) else None
+        return kind if isinstance(kind, str) and kind in self.wanted else None
 
 
 class TypeRouter(faust.Service):
@@ -60,7 +67,7 @@ class TypeRouter(faust.Service):
         self, settings: Settings, urgent_types: frozenset[str], metrics: Metrics, **kw: Any
     ) -> None:
         super().__init__(**kw)
-        self.settings, self.wanted = settings, urgent_types
+        self.settings, self.urgent = settings, UrgentTypes(urgent_types)
         self.source = settings.topic(topics.ACCOUNT_EVENTS)
         self.target = settings.topic(topics.ACCOUNT_EVENTS_URGENT)
         self.max_age_ms = settings.dedupe_window_hours * 3600 * 1000 / 2
@@ -95,7 +102,7 @@ class TypeRouter(faust.Service):
         try:
             await consumer.start()
             await producer.start()
-            log.info("lanes.router_started", types=sorted(self.wanted))
+            log.info("lanes.router_started", types=sorted(self.urgent.wanted))
             while not self.should_stop:
                 fetched = await consumer.getmany(timeout_ms=200, max_records=5000)
                 await self._copy(producer, fetched)
@@ -111,7 +118,7 @@ class TypeRouter(faust.Service):
         sent, kinds = [], []
         for tp, records in fetched.items():
             for record in records:
-                kind = urgent_type(record.value, self.wanted)
+                kind = self.urgent.of(record.value)
                 if kind is None or record.timestamp < oldest:
                     continue
                 sent.append(

@@ -284,12 +284,10 @@ class Consumer(driver.Consumer):
         wanted = None if active_partitions is None else set(active_partitions)
         generation = self.app.consumer_generation_id
         fetched = await super()._getmany(wanted, timeout)
-        order = cast(ClarionApp, self.app).input_order
         if self.app.consumer_generation_id != generation:
-            self.room.forget()  # a rebalance came during the fetch: Faust sorts this batch out
-            if order is not None:
-                order.forget()
+            self._forget_held()  # a rebalance came during the fetch: Faust sorts this batch out
             return fetched
+        order = cast(ClarionApp, self.app).input_order
         fetched = self.room.take(fetched)
         if order is None:
             return fetched
@@ -333,18 +331,20 @@ class Consumer(driver.Consumer):
         return found
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        self.room.forget()
-        order = cast(ClarionApp, self.app).input_order
-        if order is not None:
-            order.forget()  # read again from the commits once assigned
+        self._forget_held()  # read again from the commits once assigned
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._forget_held()
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    def _forget_held(self) -> None:
+        """Drop what waits for room and for its turn in time order: after a rebalance the
+        consumer reads again from the commits."""
         self.room.forget()
         order = cast(ClarionApp, self.app).input_order
         if order is not None:
             order.forget()
-        await super().on_partitions_assigned(assigned, generation_id)
 
     def resume_flow(self) -> None:
         super().resume_flow()

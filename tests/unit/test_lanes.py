@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from policies.model import PolicySet
-from streams.intake.lanes import urgent_type
+from streams.intake.lanes import UrgentTypes
 from tests import samples
 
-URGENT = frozenset({"fraud.suspected", "transaction.large"})
+URGENT = UrgentTypes(frozenset({"fraud.suspected", "transaction.large"}))
 
 
 def test_the_bundled_set_makes_fraud_and_security_events_urgent(policy: PolicySet) -> None:
@@ -22,8 +22,8 @@ def test_the_bundled_set_makes_fraud_and_security_events_urgent(policy: PolicySe
 
 
 def test_an_urgent_event_is_known_by_its_own_type() -> None:
-    assert urgent_type(samples.raw("fraud.suspected"), URGENT) == "fraud.suspected"
-    assert urgent_type(samples.raw("payment.missed"), URGENT) is None
+    assert URGENT.of(samples.raw("fraud.suspected")) == "fraud.suspected"
+    assert URGENT.of(samples.raw("payment.missed")) is None
 
 
 def test_an_urgent_type_named_inside_the_data_is_not_the_event_s() -> None:
@@ -32,11 +32,11 @@ def test_an_urgent_type_named_inside_the_data_is_not_the_event_s() -> None:
     event = samples.event("payment.missed")
     event["data"]["note"] = "fraud.suspected"
     event["data"]["nested"] = {"type": "transaction.large"}
-    assert urgent_type(json.dumps(event).encode(), URGENT) is None
+    assert URGENT.of(json.dumps(event).encode()) is None
 
 
 def test_what_is_not_an_event_is_left_to_intake() -> None:
     for value in (None, b"", b'{"type": "fraud.suspected"', b'["fraud.suspected"]', b"\xff"):
-        assert urgent_type(value, URGENT) is None
+        assert URGENT.of(value) is None
     deep = b'{"type": "fraud.suspected", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    assert urgent_type(deep, URGENT) is None
+    assert URGENT.of(deep) is None
