@@ -70,6 +70,19 @@ def jars() -> Path:
     return folder
 
 
+def cluster_id() -> str:
+    """A random KRaft cluster id that the storage tool's argument parser accepts.
+
+    One id in 64 starts with "-", and `StorageTool format -t -Cw...` then reads
+    it as an option (a CI run failed so); Kafka's own `Uuid.randomUuid` draws
+    again in that case, and so do we.
+    """
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
+
+
 class ApacheKafka:
     """``with ApacheKafka() as kafka: kafka.bootstrap`` (one node, broker and controller)."""
 
@@ -102,7 +115,7 @@ class ApacheKafka:
     def start(self) -> ApacheKafka:
         classpath = str(jars() / "*")
         config = self._write_config()
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster = cluster_id()
         scram = [
             arg
             for name, password in self._users.items()
