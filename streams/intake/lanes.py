@@ -37,7 +37,7 @@ from streams.runtime.settings import Settings
 log = structlog.get_logger(__name__)
 
 RETRY_S = 1.0
-"""After a broker error, the router tries again this much later (intake is not held up)."""
+"""After a failure, the router tries again this much later (intake is not held up)."""
 
 
 class UrgentTypes:
@@ -71,18 +71,34 @@ class TypeRouter(faust.Service):
         self.source = settings.topic(topics.ACCOUNT_EVENTS)
         self.target = settings.topic(topics.ACCOUNT_EVENTS_URGENT)
         self.max_age_ms = settings.dedupe_window_hours * 3600 * 1000 / 2
-        self.routed = metrics.lanes_routed
+        self.routed, self.errors = metrics.lanes_routed, metrics.lanes_router_errors
 
     async def on_started(self) -> None:
         self.add_future(self._run())
 
     async def _run(self) -> None:
+        """Copy until the worker stops, whatever fails.
+
+        The router only ever copies: a failure of its own loses nothing (the
+        originals are read by intake where they are), so it must not halt the
+        worker as an agent's crash does. Nor may it end quietly: every failure
+        is logged and counted (`clarion_lanes_router_errors_total`), and the
+        router starts again from its group's committed offsets.
+        """
         while not self.should_stop:
             try:
                 await self._route()
+            except asyncio.CancelledError:
+                raise
             except (KafkaError, OSError) as exc:
+                self.errors.inc(type(exc).__name__)
                 log.warning("lanes.router_error", error=type(exc).__name__, detail=str(exc))
-                await asyncio.sleep(RETRY_S)
+            except Exception as exc:
+                self.errors.inc(type(exc).__name__)
+                log.exception("lanes.router_failed", error=type(exc).__name__)
+            else:
+                continue
+            await self.sleep(RETRY_S)
 
     async def _route(self) -> None:
         options = security.for_settings(self.settings)

@@ -98,6 +98,12 @@ class Metrics:
             "(CLARION_LANES_ROUTE_BY_TYPE).",
             ("type",),
         )
+        self.lanes_router_errors = self._counter(
+            "clarion_lanes_router_errors_total",
+            "Failures of the lanes' router, by error; it starts again a second later "
+            "(CLARION_LANES_ROUTE_BY_TYPE).",
+            ("error",),
+        )
         self.lateness = Histogram(
             "clarion_timer_lateness_seconds",
             "How long after its due instant a step fired (wall clock only).",

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
 from policies.model import PolicySet
+from streams.intake import lanes
 from streams.intake.lanes import UrgentTypes
+from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
 from tests import samples
 
 URGENT = UrgentTypes(frozenset({"fraud.suspected", "transaction.large"}))
@@ -40,3 +47,29 @@ def test_what_is_not_an_event_is_left_to_intake() -> None:
         assert URGENT.of(value) is None
     deep = b'{"type": "fraud.suspected", "data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     assert URGENT.of(deep) is None
+
+
+async def test_the_router_counts_a_failure_and_starts_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in the router must neither end it quietly nor halt the worker: the originals
+    are intake's anyway, so it logs, counts and copies on."""
+    monkeypatch.setattr(lanes, "RETRY_S", 0.0)
+    metrics = Metrics()
+    attempts: list[int] = []
+
+    class Flaky(lanes.TypeRouter):
+        async def _route(self) -> None:
+            attempts.append(len(attempts))
+            if len(attempts) == 1:
+                raise ValueError("a bug")
+            if len(attempts) == 2:
+                raise KafkaConnectionError("broker away")
+            await self.stop()
+
+    router = Flaky(Settings(), frozenset({"fraud.suspected"}), metrics)
+    await asyncio.wait_for(router._run(), timeout=5)
+
+    assert len(attempts) == 3
+    assert metrics.lanes_router_errors.value("ValueError") == 1
+    assert metrics.lanes_router_errors.value("KafkaConnectionError") == 1
