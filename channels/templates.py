@@ -129,11 +129,11 @@ class Templates:
     def _render_path(
         self, path: Path, request: NotificationRequest, links: dict[str, str], env: Any
     ) -> str:
-        compiled = self._cache.get(path)
-        if compiled is None:
-            compiled = env.from_string(path.read_text(encoding="utf-8"))
-            self._cache[path] = compiled
         try:
+            compiled = self._cache.get(path)
+            if compiled is None:
+                compiled = env.from_string(path.read_text(encoding="utf-8"))
+                self._cache[path] = compiled
             return str(compiled.render(**request.context, channel=request.channel, links=links))
-        except TemplateError as exc:
+        except TemplateError as exc:  # a syntax error too: the template never compiled
             raise RenderError(f"{path.relative_to(self.directory)}: {exc}") from exc

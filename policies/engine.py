@@ -12,7 +12,7 @@ case's overdue ones). `CustomerState.due` tells the driver when to call again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -72,11 +72,28 @@ class Outcome:
     """One per `sent` decision: what the dispatcher is asked to deliver."""
 
 
-def decide(state: CustomerState, item: Input, now: datetime, policy: PolicySet) -> Outcome:
-    """Apply one input for the customer `state` belongs to, at `now`."""
+Pinned = Callable[[str], PolicySet | None]
+"""A policy set by its version, if the driver still has it: what an open case was opened
+under (`policies.versions.PolicyVersions.known`)."""
+
+
+def _none(version: str) -> PolicySet | None:
+    return None
+
+
+def decide(
+    state: CustomerState, item: Input, now: datetime, policy: PolicySet, pinned: Pinned = _none
+) -> Outcome:
+    """Apply one input for the customer `state` belongs to, at `now`, under `policy` (the
+    version in force at `now`).
+
+    A case keeps the ladders of the version it opened under (`pinned` finds it) until it
+    closes; the guards, categories and calendar are always those of `policy`. A case
+    whose version `pinned` does not know runs on `policy`'s escalation of the same name.
+    """
     if now.tzinfo is None:
         raise ValueError("now must be time-zone aware")
-    run = _Run(state, policy, now.astimezone(UTC))
+    run = _Run(state, policy, now.astimezone(UTC), pinned)
     run.close_orphans()
     run.fire_due()
     if isinstance(item, Event):
@@ -103,8 +120,10 @@ class _Deferred:
 class _Run:
     """One call of `decide`: the working copy of the state and the rows it produced."""
 
-    def __init__(self, state: CustomerState, policy: PolicySet, now: datetime) -> None:
-        self.state, self.policy, self.now = state, policy, now
+    def __init__(
+        self, state: CustomerState, policy: PolicySet, now: datetime, pinned: Pinned = _none
+    ) -> None:
+        self.state, self.policy, self.now, self.pinned = state, policy, now, pinned
         self.cases: dict[str, Case] = dict(state.cases)
         self.owned: set[str] = set()
         """Cases this run copied (or opened), and so may change in place."""
@@ -145,6 +164,9 @@ class _Run:
             "policy_version": self.policy.version,
         }
         if case is not None:
+            chose = self.rules(case).version
+            if chose != self.policy.version:
+                row["policy_version"], row["guards_version"] = chose, self.policy.version
             row["account_id"] = case.account_id
             row["case_id"] = case.case_id
             row["escalation"] = case.escalation
@@ -164,15 +186,36 @@ class _Run:
             self.owned.add(case_id)
         return case
 
-    def close_orphans(self) -> None:
-        """Close each case whose escalation the policies in force no longer have.
+    # -- the rules a case runs on ----------------------------------------------
 
-        A case is run by name against the policies of the moment (pinning a case to
-        the version it opened under is issue 22). Until then, a case left without its
-        escalation by a deploy is closed, on the ledger, rather than failing every
-        input of its customer."""
+    def rules(self, case: Case) -> PolicySet:
+        """The set whose ladders a case follows: the one it opened under, while the driver
+        has it and it has the case's escalation; else the set in force."""
+        if case.version is None or case.version == self.policy.version:
+            return self.policy
+        opened = self.pinned(case.version)
+        if opened is None or case.escalation not in opened.escalations:
+            return self.policy
+        return opened
+
+    def escalation(self, case: Case) -> Escalation | None:
+        return self.rules(case).escalations.get(case.escalation)
+
+    def category(self, case: Case, name: str) -> Category:
+        """A category's rules from the set in force (they are guards); from the case's own
+        set only when the one in force no longer has the category."""
+        found = self.policy.categories.get(name)
+        return found if found is not None else self.rules(case).categories[name]
+
+    def close_orphans(self) -> None:
+        """Close each case whose escalation neither its own set nor the one in force has.
+
+        A case keeps the set it opened under while the driver has that set; one left
+        without its escalation (a deploy removed it, and the old set is gone with a
+        restart) is closed, on the ledger, rather than failing every input of its
+        customer."""
         for case in list(self.cases.values()):
-            if case.escalation not in self.policy.escalations:
+            if self.escalation(case) is None:
                 detail = f"the policies in force ({self.policy.version}) have no {case.escalation}"
                 self.record("closed", "escalation_removed", case, detail=detail)
                 del self.cases[case.case_id]
@@ -212,7 +255,9 @@ class _Run:
         if isinstance(event.data, Reply):
             self.reply(event.data)
         for case in list(self.cases.values()):
-            if event.type in _index(self.policy).moves[case.escalation] and _concerns(case, event):
+            if event.type in _index(self.rules(case)).moves[case.escalation] and _concerns(
+                case, event
+            ):
                 self.follow(case, event)
         for name, esc in _index(self.policy).triggers.get(event.type, ()):
             self.open_case(name, esc, event)
@@ -336,16 +381,16 @@ class _Run:
         said = _quoted(reply.text)
         reason = "customer_reply" if case is not None else "customer_reply_no_open_case"
         self.record("replied", reason, case, channel=reply.channel, detail=said)
-        esc = self.policy.escalations.get(case.escalation) if case is not None else None
+        esc = self.escalation(case) if case is not None else None
         if esc is not None and esc.on_reply == "agent":
             self.record("handoff", "customer_reply", case, detail=said)
 
     def follow(self, case: Case, event: Event) -> None:
         """What an event on a case's account does to it: stop, pause, resume or switch."""
-        esc = self.policy.escalations.get(case.escalation)
+        esc = self.escalation(case)
         if esc is None:
             return
-        awaited = _index(self.policy).awaited[case.escalation]
+        awaited = _index(self.rules(case)).awaited[case.escalation]
         if event.type in awaited and event.type not in case.received:
             case = self.edit(case.case_id)
             case.received = (*case.received, event.type)
@@ -389,6 +434,7 @@ class _Run:
             origin=self.now,
             cause_event_id=event.event_id,
             data=event.data.model_dump(mode="json"),
+            version=self.policy.version,
         )
         if open_now and esc.on_retrigger == "keep":
             self.record("suppressed", "case_open", open_now[0], detail=f"{name} is already open")
@@ -506,7 +552,8 @@ class _Run:
 
     def run_step(self, case_id: str, pending: Pending) -> None:
         case = self.cases[case_id]
-        esc = self.policy.escalations[case.escalation]
+        esc = self.escalation(case)
+        assert esc is not None  # close_orphans closed the case otherwise
         ladder = _ladder(esc, case.ladder)
         if ladder is None or pending.step >= len(ladder.steps):
             return
@@ -526,7 +573,7 @@ class _Run:
 
     def run_send(self, case: Case, esc: Escalation, step: Step, send: Send, p: Pending) -> None:
         index = p.step
-        category = self.policy.categories[esc.category]
+        category = self.category(case, esc.category)
         common = {"step": index, "template": send.template}
         if category.honours_cease and self.ceased(case.account_id, None):
             self.record(
@@ -571,7 +618,7 @@ class _Run:
             elif isinstance(result, Blocked) and result.reason == "deadline":
                 self.record("handoff", "letter", case, detail=result.detail, **common)
             elif isinstance(result, Blocked) and self.lacks_contact(
-                esc.category, channels, recipient, p.tried
+                esc.category, category.collects_debt, channels, recipient, p.tried
             ):
                 if self.hold_for_contact(case, esc, category, result, p, common, deadline):
                     waiting.append(gi)
@@ -608,6 +655,7 @@ class _Run:
     def lacks_contact(
         self,
         category: str,
+        debt: bool,
         channels: list[Channel],
         recipient: str | None,
         tried: tuple[Channel, ...],
@@ -620,7 +668,6 @@ class _Run:
         if not channels:
             return not profile.phones and not profile.emails
         left = [c for c in channels if c not in tried]
-        debt = self.policy.categories[category].collects_debt
         found = [reach(self.state, c, category, debt=debt) for c in left]
         return bool(left) and all(
             isinstance(r, Blocked) and r.reason == "no_contact_point" for r in found
@@ -802,7 +849,7 @@ class _Run:
                     "template": send.template,
                     "locale": locale,
                     "requested_at": self.now,
-                    "policy_version": self.policy.version,
+                    "policy_version": self.rules(case).version,
                     "cause_event_id": self.cause or case.cause_event_id,
                     "priority": self.priority(case),
                     "context": {
@@ -834,8 +881,9 @@ class _Run:
 
     def priority(self, case: Case) -> Priority:
         """The escalation's priority, else its category's."""
-        esc = self.policy.escalations[case.escalation]
-        return esc.priority or self.policy.categories[esc.category].priority
+        esc = self.escalation(case)
+        assert esc is not None
+        return esc.priority or self.category(case, esc.category).priority
 
     def ceased(self, account_id: str | None, channel: Channel | None) -> bool:
         """A cease covers this account (or all) and this channel (or every channel)."""

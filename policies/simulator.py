@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from policies.engine import Input, Tick, decide
 from policies.model import PolicySet
 from policies.state import CustomerState
+from policies.versions import PolicyVersions
 from schemas.decisions import Decision
 from schemas.events import Event
 from schemas.notifications import DeliveryReceipt
@@ -34,8 +35,10 @@ DEFAULT_HORIZON = timedelta(days=30)
 class Simulator:
     """Customer states and a timer queue, advanced by events in time order."""
 
-    def __init__(self, policy: PolicySet) -> None:
-        self.policy = policy
+    def __init__(self, policy: PolicySet | PolicyVersions) -> None:
+        """`policy`: one set, or the versions and the instants they take effect (a policy
+        change in the stream, as `clarion policy publish` makes one for the workers)."""
+        self.versions = policy if isinstance(policy, PolicyVersions) else PolicyVersions(policy)
         self.states: dict[str, CustomerState] = {}
         self.clock: datetime | None = None
         self._timers: list[tuple[datetime, str]] = []
@@ -66,7 +69,7 @@ class Simulator:
 
     def _step(self, customer: str, item: Input, now: datetime) -> list[Decision]:
         state = self.states.get(customer) or CustomerState(customer_id=customer)
-        outcome = decide(state, item, now, self.policy)
+        outcome = decide(state, item, now, self.versions.at(now), self.versions.known)
         self.states[customer] = outcome.state
         self.clock = now if self.clock is None else max(self.clock, now)
         due = outcome.state.due
@@ -82,7 +85,9 @@ def default_until(events: Iterable[Replayable]) -> datetime | None:
 
 
 def simulate(
-    events: Iterable[Replayable], policy: PolicySet, until: datetime | None = None
+    events: Iterable[Replayable],
+    policy: PolicySet | PolicyVersions,
+    until: datetime | None = None,
 ) -> tuple[list[Decision], Simulator]:
     """Every decision for `events` (sorted by occurred_at, stable) and timers up to `until`.
 

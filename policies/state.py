@@ -123,6 +123,9 @@ class Case:
     """By notification id."""
     data: dict[str, object] = field(default_factory=dict)
     """The trigger's data."""
+    version: str | None = None
+    """The policy version it opened under: its ladders stay that version's until it closes
+    (None: opened before versions were pinned, runs on the set in force)."""
 
     def copy(self) -> Case:
         """A shallow copy (the fields' values are shared, and never changed in place)."""
@@ -141,6 +144,7 @@ class Case:
             self.steps_sent,
             self.sent,
             self.data,
+            self.version,
         )
 
     @property

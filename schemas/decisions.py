@@ -52,7 +52,15 @@ class Decision(BaseModel):
     notification_id: Identifier | None = None
     until: AwareDatetime | None = Field(default=None, description="for deferred: when it is due")
     cause_event_id: Identifier | None = None
-    policy_version: str
+    policy_version: str = Field(
+        description="the policy version that chose this: the one a case opened under, for "
+        "its steps (a case keeps its ladders until it closes)"
+    )
+    guards_version: str | None = Field(
+        default=None,
+        description="the version in force whose guards, categories and calendar held, when "
+        "it is not policy_version (a case opened under an earlier version)",
+    )
     detail: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 

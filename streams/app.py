@@ -11,7 +11,9 @@ deployment can move between the two layouts and keep its state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import faust
 import structlog
@@ -32,6 +34,9 @@ from streams.kafka.transport import ClarionApp
 from streams.runtime import security
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
+from streams.versions import catalog
+from streams.versions.follower import Follower
+from streams.versions.in_force import Versions
 from streams.web import api, page, probes, webhooks
 
 log = structlog.get_logger(__name__)
@@ -55,9 +60,16 @@ def templates_dir(policies: Path, explicit: Path | None = None) -> Path:
 
 
 def create_app(
-    settings: Settings, policy: PolicySet | None = None, channel: Channel | None = None
+    settings: Settings,
+    policy: PolicySet | None = None,
+    channel: Channel | None = None,
+    published: Sequence[catalog.Entry] = (),
 ) -> faust.App:
-    """A worker's app for `settings.role`; `channel` serves every channel (tests, the demo)."""
+    """A worker's app for `settings.role`; `channel` serves every channel (tests, the demo).
+
+    `published`: what the `policies` topic held when the worker started, put in force
+    before any input is read; a follower adds what is published later.
+    """
     folder = templates_dir(policies_dir(settings), settings.templates_dir)
     policy = policy or load_directory(policies_dir(settings), folder)
     log.info(
@@ -70,14 +82,29 @@ def create_app(
     app = _faust_app(settings)
     metrics = Metrics()
     out = outlets(app, settings, metrics)
+    versions = Versions(
+        policy,
+        Templates(folder, policy.default_locale),
+        settings.data_dir / "policy-versions",
+        metrics,
+    )
+    for entry in published:
+        versions.apply(entry.published)
+    start = published[-1].offset + 1 if published else 0
+
+    @app.service
+    class _Follower(Follower):
+        def __init__(self, **kw: Any) -> None:
+            super().__init__(settings, versions, start, **kw)
+
     pending = None
     if settings.role != "dispatch":
-        engine = intake.install(app, settings, policy, out)
-        api.install(app, settings, policy, out.produce, engine.customers)
-        page.install(app, settings, policy, out.produce, engine.customers)
+        engine = intake.install(app, settings, versions, out)
+        latest = versions.policies.latest
+        api.install(app, settings, latest, out.produce, engine.customers)
+        page.install(app, settings, latest, out.produce, engine.customers)
         pending = engine.index.pending
     if settings.role != "intake":
-        templates = Templates(folder, policy.default_locale)
         channels = (
             ChannelRouter({"sms": channel, "email": channel, "voice": channel})
             if channel is not None
@@ -85,7 +112,7 @@ def create_app(
         )
         calls = LiveCalls()
         links = page.preference_links(settings)
-        dispatch.install(app, settings, templates, channels, out, calls, links)
+        dispatch.install(app, settings, versions, channels, out, calls, links)
         webhooks.install(app, settings, out.produce, calls, channels.channel_for("voice"))
     probes.install(app, metrics, pending)
     return app

@@ -169,6 +169,52 @@ def _policy_diff(args: argparse.Namespace) -> int:
     )
 
 
+def _policy_publish(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.cli import versions
+    from streams.runtime.logging import configure
+
+    configure("console", "warning")
+    settings = Settings.from_env()
+    author = args.author or versions.default_author()
+    if args.activate is not None:
+        if args.directory is not None:
+            print("clarion policy publish: a directory or --activate, not both", file=sys.stderr)
+            return 2
+        return asyncio.run(
+            versions.activate_command(
+                settings, args.activate, args.at, author, sys.stdout, sys.stderr
+            )
+        )
+    if args.directory is None:
+        print("clarion policy publish: name a directory, or --activate VERSION", file=sys.stderr)
+        return 2
+    return asyncio.run(
+        versions.publish_command(
+            settings,
+            args.directory,
+            args.templates,
+            args.at,
+            author,
+            args.strict,
+            args.lenient,
+            sys.stdout,
+            sys.stderr,
+        )
+    )
+
+
+def _policy_versions(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from streams.cli import versions
+    from streams.runtime.logging import configure
+
+    configure("console", "warning")
+    return asyncio.run(versions.versions_command(Settings.from_env(), sys.stdout))
+
+
 def _policy_configmap(args: argparse.Namespace) -> int:
     from streams.cli import configmap, policy
 
@@ -225,6 +271,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "policy check": _policy_check,
     "policy simulate": _policy_simulate,
     "policy diff": _policy_diff,
+    "policy publish": _policy_publish,
+    "policy versions": _policy_versions,
     "policy configmap": _policy_configmap,
     "policy unpack": _policy_unpack,
 }
@@ -353,6 +401,23 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     diff.add_argument("--events", type=Path, help="a JSONL file of events to replay through both")
     diff.add_argument("--until", type=_instant, help=_UNTIL)
     diff.add_argument("--templates", type=Path, help="template directory (default: beside each)")
+    publish = policy.add_parser(
+        "publish",
+        help="check a policy directory and publish it to every worker, in force from --at "
+        "(default: 30 s from now); --activate VERSION publishes an earlier one again",
+    )
+    publish.add_argument("directory", type=Path, nargs="?", help="the policies to publish")
+    publish.add_argument("--templates", type=Path, help="template directory (default: beside)")
+    publish.add_argument("--activate", metavar="VERSION", help="roll back to this version")
+    publish.add_argument(
+        "--at", type=_instant, help="when it takes effect, on the clock the workers run on"
+    )
+    publish.add_argument("--author", help="who publishes it (default: the OS user)")
+    publish.add_argument("--strict", action="store_true", help="compliance warnings refuse it")
+    publish.add_argument(
+        "--lenient", action="store_true", help="as policy check --lenient (drafts only)"
+    )
+    policy.add_parser("versions", help="what was published, when, by whom, and what is in force")
     cm = policy.add_parser(
         "configmap",
         help="check a policy directory, then write the kustomize Kustomization in it that "

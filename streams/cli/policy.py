@@ -16,10 +16,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from channels.base import Message
-from channels.lint import has_opt_out, limited_content, sms_segments
-from channels.templates import VOICEMAIL, RenderError, TemplateMissing, Templates
-from policies.contacts import reachable
+from channels.templates import Templates
 from policies.diff import (
     DecisionChange,
     decision_changes,
@@ -30,23 +27,20 @@ from policies.diff import (
 from policies.loader import PolicyLoadError, check_sources, read_directory, read_templates
 from policies.model import PolicySet
 from policies.simulator import Replayable, simulate
-from schemas.examples import EXAMPLE_DATA
 from schemas.intake import Rejection, check_event
-from schemas.notifications import DeliveryReceipt, NotificationRequest
+from schemas.notifications import DeliveryReceipt
 from streams.app import templates_dir
 from streams.cli import timeline
 from streams.intake.dedupe import RecentIds
 from streams.runtime import collector
 from streams.runtime.settings import Settings
-
-SAMPLE_LINKS = {"preferences": "https://clarion.example.com/p/sample-token"}
-"""What `links.*` holds when `check` renders a template: a signed link in production."""
+from streams.versions.checks import check_set
 
 FORMATS = ("table", "jsonl")
 
 
 def load(policies: Path, templates: Templates, err: TextIO) -> tuple[PolicySet, list[str]] | None:
-    """The checked set and its warnings; None (errors written to `err`) when it does not load."""
+    """The set and its warnings; None (errors written to `err`) when it does not load."""
     try:
         texts = read_templates(templates.directory)
         report = check_sources(read_directory(policies), templates.available(), texts)
@@ -68,170 +62,19 @@ def check(
     """Exit 1 on an error (or, with `strict`, a warning); `lenient` turns a missing opt-out
     instruction or a voicemail that says too much from an error into a warning, for drafts."""
     folder = templates_dir(policies, templates)
-    found = Templates(folder)
-    loaded = load(policies, found, err)
-    if loaded is None:
-        return 1
-    policy, warnings = loaded
-    errors, template_warnings, notes = lint_templates(policy, found, lenient)
-    warnings += template_warnings
-    for line in errors + warnings:
+    found = check_set(policies, folder, lenient)
+    for line in found.errors + found.warnings:
         err.write(f"{line}\n")
-    for line in notes:
+    if found.policy is None:
+        return 1
+    for line in found.notes:
         out.write(f"{line}\n")
     out.write(
-        f"{policies}: {len(policy.escalations)} escalations, version {policy.version} "
-        f"(its YAML and {len(policy.templates)} template files from {folder}), "
-        f"{len(errors)} errors, {len(warnings)} warnings\n"
+        f"{policies}: {len(found.policy.escalations)} escalations, version "
+        f"{found.policy.version} (its YAML and {len(found.policy.templates)} template files "
+        f"from {folder}), {len(found.errors)} errors, {len(found.warnings)} warnings\n"
     )
-    return 1 if errors or (strict and warnings) else 0
-
-
-OPT_OUT_RULES = {
-    "debt_collection": "Reg F 1006.6(e) wants one in every electronic communication",
-    "marketing": "CAN-SPAM and the TCPA want one in every marketing message",
-}
-"""The kinds of category whose emails and SMS must say how to opt out, and the rule."""
-OPT_OUT_KINDS = frozenset(OPT_OUT_RULES)
-
-
-def lint_templates(
-    policy: PolicySet, templates: Templates, lenient: bool = False
-) -> tuple[list[str], list[str], list[str]]:
-    """Render every template a step can use, in every locale it has, with sample data.
-
-    Returns errors (it does not render; a debt collection or marketing SMS or
-    email without opt-out text, or a voicemail that is not a limited-content
-    message: warnings with `lenient`), warnings and notes (SMS segment counts).
-    """
-    errors: list[str] = []
-    warnings: list[str] = []
-    notes: list[str] = []
-    available = templates.available()
-    done: set[tuple[str, str, str, str]] = set()
-    for name, esc in policy.escalations.items():
-        for ladder in esc.ladders:
-            for step in ladder.steps:
-                if step.send is None:
-                    continue
-                for template, channel, locale in sorted(available):
-                    if template != step.send.template or channel not in reachable(step.send):
-                        continue
-                    if (template, channel, locale, esc.category) in done:
-                        continue
-                    done.add((template, channel, locale, esc.category))
-                    request = sample_request(name, esc.trigger, esc.category, step.send.template)
-                    request = request.model_copy(update={"channel": channel, "locale": locale})
-                    where, message = _render_sample(templates, request, errors)
-                    if message is None:
-                        continue
-                    if channel == "sms":
-                        count, encoding = sms_segments(message.body)
-                        notes.append(f"{where}: {count} SMS segment(s), {encoding}")
-                    kind = policy.categories[esc.category].kind
-                    if kind in OPT_OUT_KINDS and not has_opt_out(channel, message.body):
-                        found = warnings if lenient else errors
-                        found.append(
-                            f"{where}: {'warning: ' if lenient else ''}a "
-                            f"{kind.replace('_', ' ')} {channel} message with no opt-out "
-                            f"instruction (reply STOP / unsubscribe): {OPT_OUT_RULES[kind]}"
-                        )
-    (warnings if lenient else errors).extend(voicemail_problems(policy, templates, lenient))
-    confirmation = policy.revocation_confirmation
-    for template, channel, locale in sorted(available):
-        if template != confirmation or channel != "sms":
-            continue
-        request = sample_request("consent", "consent.changed", "consent", template)
-        request = request.model_copy(update={"channel": "sms", "locale": locale})
-        where, message = _render_sample(templates, request, errors)
-        if message is None:
-            continue
-        count, encoding = sms_segments(message.body)
-        notes.append(f"{where}: {count} SMS segment(s), {encoding} (the revocation confirmation)")
-    return errors, warnings, notes
-
-
-def _render_sample(
-    templates: Templates, request: NotificationRequest, errors: list[str]
-) -> tuple[str, Message | None]:
-    """The template's path, and the request rendered with sample data; None when it does
-    not render, with the error in `errors`."""
-    where = f"templates/{request.template}/{request.channel}.{request.locale}.j2"
-    try:
-        return where, templates.render(request, SAMPLE_LINKS)
-    except (RenderError, TemplateMissing) as exc:
-        errors.append(f"{where}: does not render with sample data: {exc}")
-        return where, None
-
-
-def voicemail_problems(policy: PolicySet, templates: Templates, lenient: bool) -> list[str]:
-    """The voicemail, in each locale, as a limited-content message, where a debt collection
-    step can call: what an answering machine hears is all a household member may hear.
-    Errors, as a missing opt-out is; warnings with `lenient`."""
-    calling = [
-        (name, esc)
-        for name, esc in policy.escalations.items()
-        if policy.categories[esc.category].collects_debt
-        and any(
-            step.send is not None and "voice" in reachable(step.send)
-            for ladder in esc.ladders
-            for step in ladder.steps
-        )
-    ]
-    if not calling:
-        return []
-    name, esc = calling[0]
-    found: list[str] = []
-    for template, channel, locale in sorted(templates.available()):
-        if template != VOICEMAIL or channel != "voice":
-            continue
-        request = sample_request(name, esc.trigger, esc.category, VOICEMAIL)
-        request = request.model_copy(update={"channel": "voice", "locale": locale})
-        try:
-            text = templates.render(request, SAMPLE_LINKS).body
-        except (RenderError, TemplateMissing):
-            continue  # an error already, from the step's own rendering
-        path = templates.path_for(VOICEMAIL, "voice", locale)
-        problems = limited_content(
-            text,
-            path.read_text(encoding="utf-8"),
-            customer_name=request.context["customer"]["name"],
-            person=policy.voicemail.person,
-            extra_words=policy.voicemail.words,
-        )
-        found += [
-            f"templates/{VOICEMAIL}/voice.{locale}.j2:{line}: {'warning: ' if lenient else ''}"
-            "not a limited-content "
-            f"voicemail (Reg F 1006.2(j)), and {name} can call: {problem}"
-            for line, problem in problems
-        ]
-    return found
-
-
-def sample_request(
-    escalation: str, trigger: str, category: str, template: str
-) -> NotificationRequest:
-    return NotificationRequest(
-        notification_id="ntf-sample",
-        customer_id="C-0000",
-        account_id="A-0000-1234",
-        case_id=f"{escalation}/A-0000-1234/sample",
-        escalation=escalation,
-        ladder="sample",
-        step=0,
-        category=category,
-        channel="email",
-        recipient="sample@example.com",
-        template=template,
-        locale="en",
-        requested_at=datetime(2026, 11, 20, 15, tzinfo=UTC),
-        policy_version="sample",
-        context={
-            "data": EXAMPLE_DATA.get(trigger, {}),
-            "account_id": "A-0000-1234",
-            "customer": {"name": "Sample Customer", "locale": "en"},
-        },
-    )
+    return 1 if found.refused(strict) else 0
 
 
 def simulate_command(

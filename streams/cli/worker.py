@@ -13,6 +13,7 @@ from streams.kafka.topics import ensure_topics, grants_producer_ids
 from streams.runtime import collector
 from streams.runtime.logging import configure
 from streams.runtime.settings import Settings
+from streams.versions import catalog
 
 PAUSE_LOGGED_S = 0.1
 """A garbage collection that stops the loop this long is logged (`gc.pause`)."""
@@ -40,7 +41,10 @@ def run_worker(settings: Settings) -> None:
     collector.watch(PAUSE_LOGGED_S)
     asyncio.run(ensure_topics(settings))
     settings = asyncio.run(resolved_idempotence(settings))
-    app = create_app(settings)
+    # Every published policy set before any input: the versions in force are the same
+    # on every worker from the first input on.
+    published = asyncio.run(catalog.read(settings))
+    app = create_app(settings, published=published)
     # Faust's own logs (stdlib logging) at warning and above; ours go through structlog.
     worker = _Worker(app, loglevel=logging.WARNING, quiet=True)
     worker.execute_from_commandline()

@@ -21,12 +21,11 @@ from pydantic import ValidationError
 
 from channels.base import Message, SendResult
 from channels.router import ChannelRouter
-from channels.templates import Templates
 from schemas.intake import field_errors
 from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams.dispatch import replies
 from streams.dispatch.calls import LiveCalls
-from streams.dispatch.dispatcher import Attempt, Dispatcher, Sinks
+from streams.dispatch.dispatcher import Attempt, Dispatcher, Renderer, Sinks
 from streams.kafka import topics, transport
 from streams.kafka.outlets import Outlets, describe, enter
 from streams.runtime.settings import Settings
@@ -38,7 +37,7 @@ Links = Callable[[NotificationRequest], dict[str, str]]
 def install(
     app: faust.App,
     settings: Settings,
-    templates: Templates,
+    templates: Renderer,
     channels: ChannelRouter,
     out: Outlets,
     calls: LiveCalls,
@@ -102,7 +101,7 @@ async def _retry(stream: faust.StreamT[bytes], dispatcher: Dispatcher, out: Outl
 def _dispatcher(
     app: faust.App,
     settings: Settings,
-    templates: Templates,
+    templates: Renderer,
     channels: ChannelRouter,
     out: Outlets,
     calls: LiveCalls,

@@ -25,17 +25,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from channels.base import Message, SendResult
 from channels.limits import CircuitBreaker, TokenBucket, backoff, jitter
 from channels.router import ChannelRouter
-from channels.templates import RenderError, TemplateMissing, Templates
+from channels.templates import RenderError, TemplateMissing
 from schemas.decisions import Decision, dispatched_decision
 from schemas.notifications import DeliveryReceipt, NotificationRequest
 from streams.dispatch.handled import HandledIds
@@ -104,11 +104,19 @@ class Sinks:
 _CIRCUIT_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
+class Renderer(Protocol):
+    """Templates, or a worker's policy versions (each request in its own version's words)."""
+
+    def render(
+        self, request: NotificationRequest, links: Mapping[str, str] | None = None
+    ) -> Message: ...
+
+
 class Dispatcher:
     def __init__(
         self,
         settings: Settings,
-        templates: Templates,
+        templates: Renderer,
         channels: ChannelRouter,
         sinks: Sinks,
         links: Callable[[NotificationRequest], dict[str, str]] | None = None,

@@ -26,7 +26,6 @@ from faust.types import TP
 from pydantic import ValidationError
 
 from policies.engine import Input, Tick, decide
-from policies.model import PolicySet
 from schemas.intake import Rejection, check_event, field_errors
 from schemas.notifications import DeliveryReceipt
 from streams.intake import lanes, repairs, stored
@@ -36,6 +35,7 @@ from streams.kafka import topics, transport
 from streams.kafka.outlets import Outlets, describe, enter
 from streams.runtime.clock import now_for
 from streams.runtime.settings import Settings
+from streams.versions.in_force import Versions
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +45,10 @@ InputOutcome = Literal["accepted", "duplicate", "dead_lettered", "forwarded"]
 class Intake:
     """The engine's side of a worker: its tables, its timer index, and how one input runs."""
 
-    def __init__(self, app: faust.App, settings: Settings, policy: PolicySet, out: Outlets) -> None:
-        self.app, self.settings, self.policy, self.out = app, settings, policy, out
+    def __init__(
+        self, app: faust.App, settings: Settings, versions: Versions, out: Outlets
+    ) -> None:
+        self.app, self.settings, self.versions, self.out = app, settings, versions, out
         self.ticks_name = settings.topic(topics.TIMER_TICKS)
         self.receipts_name = settings.topic(topics.DELIVERY_RECEIPTS)
         self.outbound_name = settings.topic(topics.NOTIFICATIONS_OUTBOUND)
@@ -153,7 +155,7 @@ class Intake:
             return "dead_lettered"
         repair, state = checked.repair, checked.state
         work.replace(customer, msg.partition, event, state)
-        work.emit(customer, (), (repairs.decision(repair, self.policy.version),))
+        work.emit(customer, (), (repairs.decision(repair, self.versions.policies.latest.version),))
         if state.due is not None:
             self.index.push(msg.partition, state.due, customer)
         log.warning(
@@ -213,7 +215,7 @@ class Intake:
         """One engine step for one customer, on the batch's working copy of its state."""
         partition = event.message.partition
         state = work.state(customer, partition, event)
-        outcome = decide(state, item, now, self.policy)
+        outcome = decide(state, item, now, self.versions.at(now), self.versions.policies.known)
         work.emit(customer, outcome.notifications, outcome.decisions)
         if outcome.state is not state:
             work.put(customer, outcome.state)
@@ -287,10 +289,10 @@ class Intake:
             )
 
 
-def install(app: faust.App, settings: Settings, policy: PolicySet, out: Outlets) -> Intake:
+def install(app: faust.App, settings: Settings, versions: Versions, out: Outlets) -> Intake:
     """The intake agents (a lane each), the wall-clock ticker, and the timer index kept
     across rebalances."""
-    intake = Intake(app, settings, policy, out)
+    intake = Intake(app, settings, versions, out)
     inputs = app.topic(
         *(settings.topic(n) for n in topics.INPUTS),
         intake.ticks_name,
@@ -330,7 +332,7 @@ def install(app: faust.App, settings: Settings, policy: PolicySet, out: Outlets)
         await out.guard.run_agent("intake-urgent", intake.run(stream))
 
     if settings.lanes_route_by_type:
-        urgent_types = policy.urgent_triggers()
+        urgent_types = versions.policies.latest.urgent_triggers()
 
         @app.service
         class _Router(lanes.TypeRouter):

@@ -47,6 +47,9 @@ SMS_CONVERSATIONS = "sms-conversations"
 """Keyed by phone number, not customer: SMS sent marks and replies (streams/dispatch/replies.py)."""
 STATE_REPAIRS = "state-repairs"
 """An operator's replacement for a customer's unreadable state (`clarion state repair`)."""
+POLICIES = "policies"
+"""Published policy sets (`clarion policy publish`): one partition, one order for all
+workers; keyed by publication, not by customer, and compacted without loss."""
 
 INPUTS = (ACCOUNT_EVENTS, CUSTOMER_PROFILES, PREFERENCE_UPDATES)
 """The producers' topics merged in time order per partition (streams/kafka/ordering.py)."""
@@ -65,7 +68,7 @@ ALL = (
     SMS_CONVERSATIONS,
     STATE_REPAIRS,
 )
-COMPACTED = frozenset({CUSTOMER_PROFILES})
+COMPACTED = frozenset({CUSTOMER_PROFILES, POLICIES})
 AUDIT = frozenset({DECISIONS, DEAD_LETTERS})
 """What explains a message sent or not, to a customer or a regulator: kept for
 `CLARION_LEDGER_RETENTION_DAYS`, forever by default, never the broker's default week."""
@@ -131,11 +134,22 @@ async def ensure_topics(settings: Settings) -> None:
             )
             for name in ALL
         ]
-        for topic in wanted:
+        policies = NewTopic(
+            settings.topic(POLICIES),
+            num_partitions=1,
+            replication_factor=settings.replication_factor,
+            topic_configs=_configs(POLICIES, settings),
+        )
+        for topic in (*wanted, policies):
             await _create(admin, topic)
-        for info in await _described(admin, [t.name for t in wanted]):
+        for info in await _described(admin, [t.name for t in (*wanted, policies)]):
             count = len(info["partitions"])
-            if count != settings.partitions:
+            if info["topic"] == policies.name and count != 1:
+                raise TopicLayoutError(
+                    f"topic {info['topic']} has {count} partitions; it needs one, so every "
+                    "worker reads the publications in one order"
+                )
+            if info["topic"] != policies.name and count != settings.partitions:
                 raise TopicLayoutError(
                     f"topic {info['topic']} has {count} partitions but CLARION_PARTITIONS is "
                     f"{settings.partitions}; every Clarion topic needs the same count"

@@ -11,6 +11,7 @@ from channels.templates import Templates
 from schemas.events import EVENT_DATA, event_from_dict
 from schemas.examples import EXAMPLE_DATA
 from streams.cli import policy as policy_cli
+from streams.versions import checks
 from tests import samples
 from tests.conftest import POLICIES
 
@@ -93,7 +94,7 @@ def test_voice_needs_the_voicemail_safe_template(tmp_path: Path) -> None:
 
 def test_a_voice_message_carries_words_safe_for_a_machine() -> None:
     templates = Templates(POLICIES / "templates")
-    request = policy_cli.sample_request("collections", "payment.missed", "collections", "x")
+    request = checks.sample_request("collections", "payment.missed", "collections", "x")
     request = request.model_copy(update={"channel": "voice", "template": "collections-call"})
     message = templates.render(request)
     assert message.voicemail and "call me back" in message.voicemail

@@ -1,0 +1,210 @@
+"""A policy change without a restart (issue 22, part 1), on a running worker.
+
+`clarion policy publish` puts a set on the `policies` topic; the worker puts it
+in force at the instant the publication names, on the clock it runs on (here
+the event clock), so an input before that instant is decided under the old
+set even when it is read after the publication. A rollback publishes the old
+set again; a set the worker cannot load is refused and the one in force stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channels.sandbox import read_outbox
+from schemas.decisions import Decision
+from schemas.published import PublishedPolicy
+from streams.cli.demo import produce_lines, settings_env, start_worker, stop_worker
+from streams.kafka import topics
+from streams.runtime.settings import Settings
+from streams.versions import catalog
+from streams.versions.checks import check_set
+from streams.versions.files import pack
+from tests.conftest import Broker, metrics, run_settings, wait_ready
+
+pytestmark = pytest.mark.integration
+
+POLICY = """
+version: 1
+categories:
+  alerts: {kind: security, contact_windows: ignore, frequency_caps: exempt, honours_cease: false}
+contact_windows:
+  default: {start: "00:00", end: "23:59"}
+escalations:
+  alert:
+    trigger: fraud.suspected
+    category: alerts
+    ladders:
+      - name: once
+        steps:
+          - {after: 0m, send: {channel: sms, template: alert}}
+"""
+
+
+def policy_dir(root: Path, words: str) -> Path:
+    folder = root / words.split(":")[0]
+    (folder / "templates" / "alert").mkdir(parents=True)
+    (folder / "alerts.yaml").write_text(POLICY)
+    (folder / "templates" / "alert" / "sms.en.j2").write_text(words + " {{ data.reason }}")
+    return folder
+
+
+def event(event_id: str, kind: str, at: str, **data: Any) -> str:
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "type": kind,
+            "occurred_at": at,
+            "customer_id": "C-1",
+            "account_id": "A-1",
+            "source": "test",
+            "data": data,
+        }
+    )
+
+
+PROFILE = event(
+    "p-1",
+    "customer.profile.updated",
+    "2026-06-01T08:00:00Z",
+    phones=[{"number": "+13125550101", "type": "mobile", "sms_consent": True}],
+)
+
+
+def clarion(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", "policy", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def wait_for(settings: Settings, sample: str, timeout: float = 30) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scraped = metrics(settings.web_port)
+        if scraped.get(sample) == 1:
+            return scraped
+        time.sleep(0.2)
+    raise AssertionError(f"{sample} never showed in /metrics")
+
+
+def sent_rows(settings: Settings, count: int, timeout: float = 60) -> list[Decision]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = asyncio.run(topics.read_all(settings.kafka_bootstrap, settings.topic("decisions")))
+        sent = [Decision.model_validate_json(v) for _, v in rows]
+        sent = [d for d in sent if d.action == "sent"]
+        if len(sent) >= count:
+            return sorted(sent, key=lambda d: d.at)
+        time.sleep(0.5)
+    raise AssertionError(f"fewer than {count} sent decisions after {timeout} s")
+
+
+def test_a_published_set_takes_effect_at_its_instant_and_rolls_back(
+    on_both: Broker, tmp_path: Path
+) -> None:
+    v1, v2 = policy_dir(tmp_path, "First:"), policy_dir(tmp_path, "Second:")
+    settings = run_settings(
+        on_both.bootstrap, tmp_path, "versions", policies_dir=v1, **on_both.settings
+    )
+    account_events = settings.topic(topics.ACCOUNT_EVENTS)
+
+    def produce(*lines: str) -> None:
+        asyncio.run(produce_lines(on_both.bootstrap, account_events, list(lines)))
+
+    published = clarion(
+        settings, "publish", str(v2), "--at", "2026-06-02T00:00:00Z", "--author", "ana"
+    )
+    assert published.returncode == 0, published.stderr
+    version2 = published.stdout.split()[1]
+    version1 = check_set(v1, v1 / "templates").policy.version  # type: ignore[union-attr]
+    assert "in force from 2026-06-02T00:00:00Z" in published.stdout
+
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = start_worker(settings, log)
+        try:
+            wait_ready(settings, worker)
+            scraped = metrics(settings.web_port)
+            assert scraped[f'clarion_policy_version{{version="{version2}",state="latest"}}'] == 1
+
+            # Read after the publication, but before its instant: the first set decides.
+            produce(
+                PROFILE,
+                event("f-1", "fraud.suspected", "2026-06-01T09:00:00Z", reason="one"),
+                event("f-2", "fraud.suspected", "2026-06-02T09:00:00Z", reason="two"),
+            )
+            first = sent_rows(settings, 2)
+
+            # A rollback, published while the worker runs: the follower adds it.
+            rollback = clarion(
+                settings, "publish", "--activate", version1, "--at", "2026-06-03T00:00:00Z"
+            )
+            assert rollback.returncode != 0  # version1 was never published: it is the dir's
+            assert "no version" in rollback.stderr
+            again = clarion(settings, "publish", str(v1), "--at", "2026-06-03T00:00:00Z")
+            assert again.returncode == 0, again.stderr
+            back = clarion(
+                settings, "publish", "--activate", version2, "--at", "2026-06-04T00:00:00Z"
+            )
+            assert back.returncode == 0, back.stderr
+            assert f"replacing {version1}" in back.stdout
+
+            # A set this worker cannot load (its template does not render) is refused.
+            words, files = pack(v2, v2 / "templates")
+            files["alert/sms.en.j2"] = "Broken {{ data.reason"
+            broken = PublishedPolicy(
+                version="pol-000000000000",
+                effective_at=datetime(2026, 6, 5, tzinfo=UTC),
+                published_at=datetime.now(UTC),
+                author="mallory",
+                policies=words,
+                templates=files,
+            )
+            asyncio.run(catalog.publish(settings, broken))
+            wait_for(settings, 'clarion_policy_version{version="pol-000000000000",state="refused"}')
+            wait_for(settings, f'clarion_policy_version{{version="{version2}",state="latest"}}')
+
+            produce(
+                event("f-3", "fraud.suspected", "2026-06-03T09:00:00Z", reason="three"),
+                event("f-4", "fraud.suspected", "2026-06-04T09:00:00Z", reason="four"),
+                event("f-5", "fraud.suspected", "2026-06-05T09:00:00Z", reason="five"),
+            )
+            rows = sent_rows(settings, 5)
+        finally:
+            stop_worker(worker)
+
+        # A restart reads the whole topic before its first input: the same versions.
+        worker = start_worker(settings, log)
+        try:
+            wait_ready(settings, worker)
+            wait_for(settings, 'clarion_policy_version{version="pol-000000000000",state="refused"}')
+            wait_for(settings, f'clarion_policy_version{{version="{version2}",state="latest"}}')
+        finally:
+            stop_worker(worker)
+
+    assert [d.policy_version for d in first] == [version1, version2]
+    assert [d.policy_version for d in rows] == [version1, version2, version1, version2, version2]
+    # Each in the words of the version that chose it (dispatch may send a batch in any order).
+    bodies = sorted(str(m["body"]) for m in read_outbox(settings.outbox_path))
+    assert bodies == ["First: one", "First: three", "Second: five", "Second: four", "Second: two"]
+
+    listed = clarion(settings, "versions")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 1 + 4
+    assert "ana" in lines[1] and version2 in lines[1]
+    assert version1 in lines[2] and "rollback" not in lines[2]
+    assert f"(rollback of {version1})" in lines[3]
+    assert "mallory" in lines[4]

@@ -1,0 +1,179 @@
+"""A policy change mid-ladder (issue 22, part 2): a case keeps its ladder, the guards move on.
+
+Two generated policy sets, any stories, a change at any instant: every step of a
+case is the step of the ladder it opened under, none is skipped or sent twice,
+and every send after the change keeps the newer set's windows and caps.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from policies.guards import zones as zones_of
+from policies.loader import PolicySource, load_sources
+from policies.model import PolicySet
+from policies.simulator import simulate
+from policies.versions import PolicyVersions
+from policies.windows import allowed
+from schemas.decisions import Decision
+from schemas.events import Event
+from tests.unit.test_engine_properties import PROPERTY, START, _event, policies, stories
+
+
+def run(
+    old: PolicySet, new: PolicySet, change: datetime, events: list[Event]
+) -> tuple[list[Decision], PolicyVersions, object]:
+    versions = PolicyVersions(old)
+    versions.add(change, new)
+    decisions, sim = simulate(events, versions, START + timedelta(days=60))
+    return decisions, versions, sim
+
+
+def by_case(decisions: list[Decision]) -> dict[str, list[Decision]]:
+    cases: dict[str, list[Decision]] = {}
+    for d in decisions:
+        if d.case_id is not None:
+            cases.setdefault(d.case_id, []).append(d)
+    return cases
+
+
+CHANGE = st.integers(0, 10 * 24 * 60).map(lambda m: START + timedelta(minutes=m))
+
+
+@PROPERTY
+@given(policies(), policies(), CHANGE, stories())
+def test_a_case_runs_the_ladder_it_opened_under_to_its_end(
+    old: PolicySet, new: PolicySet, change: datetime, events: list[Event]
+) -> None:
+    decisions, versions, _ = run(old, new, change, events)
+    for case_id, rows in by_case(decisions).items():
+        opened = next((d for d in rows if d.action == "opened"), None)
+        if opened is None:
+            continue  # suppressed before it opened
+        pinned = versions.known(opened.policy_version)
+        assert pinned is not None
+        assert opened.escalation is not None and opened.ladder is not None
+        ladder = next(
+            lad
+            for lad in pinned.escalations[opened.escalation].ladders
+            if lad.name == opened.ladder
+        )
+        steps = [d for d in rows if d.step is not None]
+        for d in rows:
+            assert d.policy_version == opened.policy_version, (case_id, d)
+            in_force = versions.at(d.at).version
+            assert d.guards_version == (None if in_force == d.policy_version else in_force), d
+        assert all(d.step is not None and d.step < len(ladder.steps) for d in steps)
+        # Nothing twice: one send per step and channel.
+        sent = Counter((d.step, d.channel) for d in rows if d.action == "sent")
+        assert all(n == 1 for n in sent.values()), (case_id, sent)
+        # Nothing skipped: a ladder that ran to its end went through every one of its steps.
+        if any(d.action == "closed" and d.reason == "ladder_complete" for d in rows):
+            assert {d.step for d in steps} == set(range(len(ladder.steps))), case_id
+
+
+@PROPERTY
+@given(policies(), policies(), CHANGE, stories())
+def test_every_send_after_the_change_keeps_the_newer_sets_windows_and_caps(
+    old: PolicySet, new: PolicySet, change: datetime, events: list[Event]
+) -> None:
+    decisions, _, sim = run(old, new, change, events)
+    state = sim.states["C-1"]  # type: ignore[attr-defined]
+    where = zones_of(state, new)
+    sent = [d for d in decisions if d.action == "sent"]
+    for d in sent:
+        if d.at < change:
+            continue
+        category = new.categories[d.extra["category"]]
+        assert d.channel is not None
+        if category.contact_windows == "enforce":
+            window = new.contact_windows.get(d.channel) or new.contact_windows["default"]
+            assert allowed(d.at, where, window, state.preferences.quiet_hours), d
+        if category.frequency_caps != "enforce":
+            continue
+        for cap in new.frequency_caps:
+            assert cap.per is not None and cap.per.fixed is not None and cap.max is not None
+            channels = {"sms", "email", "voice"} if cap.channel == "any" else {cap.channel}
+            if d.channel not in channels or d.extra["category"] not in (
+                cap.categories or [d.extra["category"]]
+            ):
+                continue
+            alike = [
+                o
+                for o in sent
+                if o.at <= d.at
+                and o.channel in channels
+                and o.extra["category"] in (cap.categories or [o.extra["category"]])
+                and (cap.scope == "customer" or o.account_id == d.account_id)
+            ]
+            if cap.calendar_days is None:
+                assert len([o for o in alike if d.at - cap.per.fixed < o.at]) <= cap.max, cap
+                continue
+            for zone in where:
+                first = d.at.astimezone(ZoneInfo(zone)).date() - timedelta(
+                    days=cap.calendar_days - 1
+                )
+                counted = [o for o in alike if first <= o.at.astimezone(ZoneInfo(zone)).date()]
+                assert len(counted) <= cap.max, (cap, zone, d)
+
+
+OLD = """
+version: 1
+categories:
+  collections: {kind: debt_collection, contact_windows: ignore, frequency_caps: exempt}
+contact_windows:
+  default: {start: "00:00", end: "23:59"}
+escalations:
+  collect:
+    trigger: payment.missed
+    category: collections
+    stop_on: [payment.received]
+    ladders:
+      - name: standard
+        steps:
+          - {after: 0d, send: {channel: email, template: first}}
+          - {after: 2d, send: {channel: email, template: second}}
+          - {after: 4d, send: {channel: email, template: third}}
+"""
+# A step inserted before the second: by index, an open case would send "second" twice.
+NEW = OLD.replace(
+    "          - {after: 2d, send: {channel: email, template: second}}",
+    "          - {after: 1d, send: {channel: email, template: inserted}}\n"
+    "          - {after: 2d, send: {channel: email, template: second}}",
+)
+
+
+def test_an_inserted_step_neither_repeats_nor_skips_a_step_of_an_open_case() -> None:
+    old = load_sources([PolicySource("old.yaml", OLD)])
+    new = load_sources([PolicySource("new.yaml", NEW)])
+    missed = {
+        "amount_due": "10.00",
+        "currency": "USD",
+        "due_date": "2026-10-01",
+        "days_past_due": 3,
+    }
+    profile = {"emails": [{"address": "a@example.com"}], "time_zones": ["America/Chicago"]}
+    events = [
+        _event("customer.profile.updated", START, None, profile),
+        _event("payment.missed", START + timedelta(hours=1), "A-1", missed),
+        _event("payment.missed", START + timedelta(days=2, hours=1), "A-2", missed, 1),
+    ]
+    decisions, _, _ = run(old, new, START + timedelta(days=1, hours=12), events)
+
+    sent = [(d.account_id, d.template, d.policy_version) for d in decisions if d.action == "sent"]
+    assert sent == [
+        ("A-1", "first", old.version),
+        ("A-1", "second", old.version),  # after the change, still the old ladder
+        ("A-2", "first", new.version),
+        ("A-2", "inserted", new.version),
+        ("A-1", "third", old.version),
+        ("A-2", "second", new.version),
+        ("A-2", "third", new.version),
+    ]
+    late = next(d for d in decisions if d.action == "sent" and d.template == "second")
+    assert late.guards_version == new.version
