@@ -156,6 +156,7 @@ def _policy_simulate(args: argparse.Namespace) -> int:
         args.templates,
         sys.stdout,
         sys.stderr,
+        args.change or (),
     )
 
 
@@ -391,6 +392,14 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     sim.add_argument("--until", type=_instant, help=_UNTIL)
     sim.add_argument("--format", choices=("table", "jsonl"), default="table")
     sim.add_argument("--templates", type=Path, help="template directory (default: beside)")
+    sim.add_argument(
+        "--change",
+        type=_change,
+        action="append",
+        metavar="AT=DIR",
+        help="a policy change in the stream: DIR in force from the ISO-8601 instant AT, as "
+        "policy publish --at does (repeatable)",
+    )
     diff = policy.add_parser(
         "diff",
         help="what changes from one policy directory to another: the rules, and with "
@@ -450,6 +459,13 @@ def _instant(text: str) -> datetime:
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-12-31T00:00:00Z")
     return value
+
+
+def _change(text: str) -> tuple[datetime, Path]:
+    at, sep, directory = text.partition("=")
+    if not sep or not directory:
+        raise argparse.ArgumentTypeError(f"{text!r}: write AT=DIR, e.g. 2026-12-07T06:00:00Z=new/")
+    return _instant(at), Path(directory)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -27,6 +27,7 @@ from policies.diff import (
 from policies.loader import PolicyLoadError, check_sources, read_directory, read_templates
 from policies.model import PolicySet
 from policies.simulator import Replayable, simulate
+from policies.versions import PolicyVersions
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt
 from streams.app import templates_dir
@@ -85,11 +86,23 @@ def simulate_command(
     templates: Path | None,
     out: TextIO,
     err: TextIO,
+    changes: Sequence[tuple[datetime, Path]] = (),
 ) -> int:
+    """`changes`: (instant, directory) policy changes in the stream, each in force from its
+    instant, as `clarion policy publish --at` puts one in force on the workers."""
     loaded = load(policies, Templates(templates_dir(policies, templates)), err)
     if loaded is None:
         return 1
-    policy, _ = loaded
+    policy: PolicySet | PolicyVersions = loaded[0]
+    if changes:
+        versions = PolicyVersions(loaded[0])
+        for at, directory in changes:
+            changed = load(directory, Templates(templates_dir(directory, None)), err)
+            if changed is None:
+                err.write(f"{directory}: does not load; nothing simulated\n")
+                return 1
+            versions.add(at, changed[0])
+        policy = versions
     parsed, bad = read_events(events, err)
     with collector.for_replay():
         decisions, sim = simulate(parsed, policy, until)

@@ -67,6 +67,7 @@ def row(decision: Decision) -> dict[str, Any]:
         "cause_event_id": decision.cause_event_id,
         "detail": decision.detail,
         "policy_version": decision.policy_version,
+        "guards_version": decision.guards_version,
     }
 
 
@@ -92,6 +93,8 @@ def line(d: Decision, zone: str | None) -> str:
         tail = f"state  ({d.reason}: {d.detail}; {left_out} part(s) left out)"
     else:
         tail = f"{d.escalation or d.channel or ''}  ({d.reason})"
+    if d.guards_version is not None:  # a case kept its ladder across a policy change
+        tail += f"  [ladder of {d.policy_version}, guards of {d.guards_version}]"
     return f"{when}  {what:<10} {tail}"
 
 

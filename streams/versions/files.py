@@ -2,14 +2,14 @@
 
 A worker judges and renders a published set from a directory, exactly as it
 does the set it started with, so the checks and the templates' loader have one
-way in. Each version unpacks to a directory named after it: the same content
-always lands in the same place, and a worker restarting on its data directory
-writes it again rather than trusting what a crash may have left half-written.
+way in. Each version unpacks to a directory named after it, and a version is its
+content: the same content always lands in the same place, once.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path, PurePosixPath
 
 from policies.loader import SUFFIXES
@@ -32,16 +32,28 @@ def pack(policies: Path, templates: Path) -> tuple[dict[str, str], dict[str, str
 
 
 def unpack(published: PublishedPolicy, root: Path) -> Path:
-    """Write the set under `root/<version>/`; its templates under `templates/` there."""
+    """Write the set under `root/<version>/`; its templates under `templates/` there.
+
+    Written whole in a folder of its own, then renamed into place in one step, so the
+    folder of a version is complete or absent, whatever crashed, and two workers on one
+    data directory may unpack the same version at once: the second finds it there.
+    """
     target = root / published.version
-    staging = root / f".{published.version}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    for name, text in published.policies.items():
-        _write(staging, name, text)
-    for name, text in published.templates.items():
-        _write(staging / "templates", name, text)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    if target.is_dir():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{published.version}.", dir=root))
+    try:
+        for name, text in published.policies.items():
+            _write(staging, name, text)
+        for name, text in published.templates.items():
+            _write(staging / "templates", name, text)
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -23,13 +24,20 @@ import pytest
 from channels.sandbox import read_outbox
 from schemas.decisions import Decision
 from schemas.published import PublishedPolicy
-from streams.cli.demo import produce_lines, settings_env, start_worker, stop_worker
+from streams.cli.demo import (
+    feed_and_settle,
+    produce_lines,
+    settings_env,
+    start_worker,
+    stop_worker,
+)
 from streams.kafka import topics
+from streams.kafka.broker import EmbeddedBroker, free_port
 from streams.runtime.settings import Settings
 from streams.versions import catalog
 from streams.versions.checks import check_set
 from streams.versions.files import pack
-from tests.conftest import Broker, metrics, run_settings, wait_ready
+from tests.conftest import POLICIES, STORIES, Broker, metrics, run_settings, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -208,3 +216,83 @@ def test_a_published_set_takes_effect_at_its_instant_and_rolls_back(
     assert version1 in lines[2] and "rollback" not in lines[2]
     assert f"(rollback of {version1})" in lines[3]
     assert "mallory" in lines[4]
+
+
+def test_two_workers_across_a_change_and_a_rollback_decide_as_the_simulator(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The reference stories through two workers, with a changed ladder published from the
+    hour before their missed payments and rolled back three days later: the decisions are
+    `policy simulate --change`'s, and the cases open across the change keep their ladder."""
+    v1 = tmp_path / "v1"
+    shutil.copytree(POLICIES, v1)
+    v2 = tmp_path / "v2"
+    shutil.copytree(POLICIES, v2)
+    collections = v2 / "10-collections.yaml"
+    text = collections.read_text()
+    old_step = (
+        "          - {after: 3d, send: {channel: sms, template: payment-overdue, "
+        "fallback: [email]}}"
+    )
+    assert old_step in text
+    collections.write_text(
+        text.replace(
+            old_step,
+            "          - {after: 2d, send: {channel: email, template: payment-overdue}}\n"
+            + old_step.replace("after: 3d", "after: 5d"),
+        )
+    )
+    changes = [("2000-01-01T00:00:00Z", v1), ("2026-11-20T12:00:00Z", v2)]
+    settings = run_settings(broker.bootstrap, tmp_path, "pinned", policies_dir=v1)
+    for at, folder in changes:
+        done = clarion(settings, "publish", str(folder), "--at", at)
+        assert done.returncode == 0, done.stderr
+    first = check_set(v1, v1 / "templates").policy
+    assert first is not None
+    back = clarion(settings, "publish", "--activate", first.version, "--at", "2026-11-23T00:00:00Z")
+    assert back.returncode == 0, back.stderr
+
+    b_settings = settings.model_copy(update={"web_port": free_port()})
+    with (tmp_path / "a.log").open("wb") as log_a, (tmp_path / "b.log").open("wb") as log_b:
+        a, b = start_worker(settings, log_a), start_worker(b_settings, log_b)
+        try:
+            wait_ready(b_settings, b)
+            wait_ready(settings, a)
+            both = lambda: a.poll() is None and b.poll() is None  # noqa: E731
+            decisions, _ = asyncio.run(feed_and_settle(settings, [STORIES], 90, both))
+        finally:
+            stop_worker(a)
+            stop_worker(b)
+
+    sim = clarion(
+        settings,
+        "simulate",
+        "--policies",
+        str(v1),
+        "--events",
+        str(STORIES),
+        "--format",
+        "jsonl",
+        *(arg for at, folder in changes[1:] for arg in ("--change", f"{at}={folder}")),
+        "--change",
+        f"2026-11-23T00:00:00Z={v1}",
+    )
+    assert sim.returncode == 0, sim.stderr
+
+    def key(row: dict[str, Any]) -> tuple[str, ...]:
+        fields = ("at", "customer_id", "action", "channel", "template", "reason", "step")
+        return (*(str(row.get(f)) for f in fields), str(row.get("policy_version")))
+
+    compared = ("sent", "suppressed", "handoff", "stopped", "deferred", "paused", "resumed")
+    simulated = sorted(
+        k for k in (key(json.loads(line)) for line in sim.stdout.splitlines()) if k[2] in compared
+    )
+    pipeline = sorted(
+        k for k in (key(d.model_dump(mode="json")) for d in decisions) if k[2] in compared
+    )
+    assert pipeline == simulated
+    versions = {k[-1] for k in pipeline if k[2] == "sent"}
+    second = check_set(v2, v2 / "templates").policy
+    assert second is not None and versions == {first.version, second.version}
+    # A case opened before the change ran its old ladder after it: a pinned decision.
+    assert any(d.guards_version is not None for d in decisions)

@@ -22,6 +22,7 @@ from policies.versions import PolicyVersions
 from policies.windows import allowed
 from schemas.decisions import Decision
 from schemas.events import Event
+from streams.cli import timeline
 from tests.unit.test_engine_properties import PROPERTY, START, _event, policies, stories
 
 
@@ -177,3 +178,5 @@ def test_an_inserted_step_neither_repeats_nor_skips_a_step_of_an_open_case() -> 
     ]
     late = next(d for d in decisions if d.action == "sent" and d.template == "second")
     assert late.guards_version == new.version
+    said = timeline.line(late, "America/Chicago")
+    assert f"[ladder of {old.version}, guards of {new.version}]" in said
