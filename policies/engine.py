@@ -95,6 +95,7 @@ def decide(
         raise ValueError("now must be time-zone aware")
     run = _Run(state, policy, now.astimezone(UTC), pinned)
     run.close_orphans()
+    run.restart_on_change()
     run.fire_due()
     if isinstance(item, Event):
         run.apply_event(item)
@@ -218,6 +219,43 @@ class _Run:
             if self.escalation(case) is None:
                 detail = f"the policies in force ({self.policy.version}) have no {case.escalation}"
                 self.record("closed", "escalation_removed", case, detail=detail)
+                del self.cases[case.case_id]
+
+    def restart_on_change(self) -> None:
+        """Move each open case whose escalation, in the set in force, says
+        `on_policy_change: restart` to that set's ladder of the same name.
+
+        It goes on from the first step it has not run, by step name, at the new ladder's
+        instants; a later step it ran is not run again, and a step it was waiting on keeps
+        what of it already went (a partly sent step sends only the rest)."""
+        for case in list(self.cases.values()):
+            if case.version is None or case.version == self.policy.version:
+                continue
+            esc = self.policy.escalations.get(case.escalation)
+            new = _ladder(esc, case.ladder) if esc is not None else None
+            if esc is None or esc.on_policy_change != "restart" or new is None:
+                continue
+            opened = self.escalation(case)
+            old = _ladder(opened, case.ladder) if opened is not None else None
+            old = old or new
+            waiting = {old.step_key(p.step): p for p in case.pending if p.step < len(old.steps)}
+            ran = {old.step_key(i) for i in range(len(old.steps))} - set(waiting)
+            keys = [new.step_key(j) for j in range(len(new.steps))]
+            first = next((j for j, key in enumerate(keys) if key not in ran), len(keys))
+            current = self.edit(case.case_id)
+            current.version = self.policy.version
+            moved: list[Pending] = []
+            for j in range(first, len(keys)):
+                if keys[j] in ran:
+                    continue
+                due = self.after(current.origin, new.steps[j].after)
+                moved.append(replace(waiting.get(keys[j]) or Pending(j, due), step=j, due=due))
+            current.pending = tuple(moved)
+            where = keys[first] if first < len(keys) else "its end"
+            detail = f"to the {new.name} ladder of {self.policy.version}, from {where}"
+            self.record("switched", "policy_change", current, detail=detail)
+            if not current.pending:
+                self.record("closed", "ladder_complete", current)
                 del self.cases[case.case_id]
 
     # -- timers -----------------------------------------------------------------

@@ -200,6 +200,12 @@ class Send(_Strict):
 
 
 class Step(_Strict):
+    name: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="what `on_policy_change: restart` knows a step by across versions "
+        "(unnamed: by its position)",
+    )
     after: Duration
     send: Send | None = None
     handoff: Literal["agent", "letter"] | None = None
@@ -229,6 +235,19 @@ class Ladder(_Strict):
     when: CheckedCondition | None = None
     steps: list[Step] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _names_once(self) -> Ladder:
+        names = [step.name for step in self.steps if step.name is not None]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"step names must differ within a ladder: {', '.join(twice)}")
+        return self
+
+    def step_key(self, index: int) -> str:
+        """A step's identity across versions: its name, else its position."""
+        name = self.steps[index].name
+        return name if name is not None else f"#{index}"
+
     @field_validator("when")
     @classmethod
     def _cond(cls, value: Condition | None) -> Condition | None:
@@ -240,6 +259,12 @@ class Escalation(_Strict):
     category: str
     case: Literal["account", "customer"] = "account"
     on_retrigger: Literal["keep", "restart"] = "keep"
+    on_policy_change: Literal["keep", "restart"] = Field(
+        default="keep",
+        description="when this set comes in force, open cases keep the ladder they opened "
+        "under (keep), or move to this set's ladder of the same name from its first step "
+        "not yet run, by step name (restart)",
+    )
     stop_on: list[str] = Field(default_factory=list)
     pause_on: dict[str, str] = Field(default_factory=dict)
     switch_on: dict[str, str] = Field(default_factory=dict)

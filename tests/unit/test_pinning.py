@@ -11,11 +11,12 @@ from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from policies.guards import zones as zones_of
-from policies.loader import PolicySource, load_sources
+from policies.loader import PolicyLoadError, PolicySource, load_sources
 from policies.model import PolicySet
 from policies.simulator import simulate
 from policies.versions import PolicyVersions
@@ -180,3 +181,107 @@ def test_an_inserted_step_neither_repeats_nor_skips_a_step_of_an_open_case() -> 
     assert late.guards_version == new.version
     said = timeline.line(late, "America/Chicago")
     assert f"[ladder of {old.version}, guards of {new.version}]" in said
+
+
+NAMED = """
+version: 1
+categories:
+  collections: {kind: debt_collection, contact_windows: ignore, frequency_caps: exempt}
+contact_windows:
+  default: {start: "00:00", end: "23:59"}
+escalations:
+  collect:
+    trigger: payment.missed
+    category: collections
+    on_policy_change: CHANGE
+    ladders:
+      - name: standard
+        steps:
+STEPS
+"""
+
+
+def named_set(change: str, steps: list[str]) -> PolicySet:
+    text = NAMED.replace("CHANGE", change).replace(
+        "STEPS", "\n".join(f"          - {step}" for step in steps)
+    )
+    return load_sources([PolicySource("named.yaml", text)])
+
+
+OLD_STEPS = [
+    "{name: first, after: 0d, send: {channel: email, template: first}}",
+    "{name: second, after: 2d, send: {channel: email, template: second}}",
+    "{name: third, after: 4d, send: {channel: email, template: third}}",
+]
+NEW_STEPS = [
+    "{name: first, after: 0d, send: {channel: email, template: first}}",
+    "{name: reminder, after: 1d, send: {channel: email, template: reminder}}",
+    "{name: second, after: 3d, send: {channel: email, template: second-v2}}",
+    "{name: third, after: 4d, send: {channel: email, template: third}}",
+]
+
+
+def test_restart_moves_an_open_case_to_the_new_ladder_by_step_name() -> None:
+    old, new = named_set("keep", OLD_STEPS), named_set("restart", NEW_STEPS)
+    missed = {"amount_due": "10.00", "currency": "USD", "due_date": "2026-10-01"}
+    events = [
+        _event("customer.profile.updated", START, None, {"emails": [{"address": "a@x.com"}]}),
+        _event("payment.missed", START, "A-1", {**missed, "days_past_due": 3}),
+    ]
+    decisions, _, _ = run(old, new, START + timedelta(hours=36), events)
+
+    sent = [
+        (d.template, (d.at - START).days, d.policy_version) for d in decisions if d.action == "sent"
+    ]
+    # "first" ran under the old ladder and is not run again; the new one goes on from
+    # "reminder" (due already: it goes with the next timer), and "second" waited at day 2.
+    assert sent == [
+        ("first", 0, old.version),
+        ("reminder", 2, new.version),
+        ("second-v2", 3, new.version),
+        ("third", 4, new.version),
+    ]
+    switched = next(d for d in decisions if d.action == "switched")
+    assert switched.reason == "policy_change"
+    assert switched.detail == f"to the standard ladder of {new.version}, from reminder"
+
+
+def test_keep_leaves_an_open_case_on_its_own_ladder() -> None:
+    old, new = named_set("keep", OLD_STEPS), named_set("keep", NEW_STEPS)
+    missed = {"amount_due": "10.00", "currency": "USD", "due_date": "2026-10-01"}
+    events = [
+        _event("customer.profile.updated", START, None, {"emails": [{"address": "a@x.com"}]}),
+        _event("payment.missed", START, "A-1", {**missed, "days_past_due": 3}),
+    ]
+    decisions, _, _ = run(old, new, START + timedelta(hours=36), events)
+
+    assert [d.template for d in decisions if d.action == "sent"] == ["first", "second", "third"]
+    assert not [d for d in decisions if d.action == "switched"]
+
+
+def test_a_step_name_is_unique_within_its_ladder() -> None:
+    with pytest.raises(PolicyLoadError, match="step names must differ within a ladder: first"):
+        named_set("keep", [OLD_STEPS[0], OLD_STEPS[0]])
+
+
+@PROPERTY
+@given(policies(), policies(), CHANGE, stories())
+def test_a_case_that_moves_to_the_new_ladder_runs_no_step_twice(
+    old: PolicySet, new: PolicySet, change: datetime, events: list[Event]
+) -> None:
+    """With `on_policy_change: restart`, a case moves at the change; a step known by the same
+    name (here: position) in both ladders is never sent twice on one channel."""
+    escalations = {
+        name: esc.model_copy(update={"on_policy_change": "restart"})
+        for name, esc in new.escalations.items()
+    }
+    moving = new.model_copy(update={"escalations": escalations, "version": "pol-moving"})
+    decisions, _, _ = run(old, moving, change, events)
+    for case_id, rows in by_case(decisions).items():
+        sent = Counter((d.step, d.channel) for d in rows if d.action == "sent")
+        assert all(n == 1 for n in sent.values()), (case_id, sent)
+        moved = [d for d in rows if d.action == "switched" and d.reason == "policy_change"]
+        assert len(moved) <= 1
+        for d in rows:
+            if moved and d.at > moved[0].at:
+                assert d.policy_version == "pol-moving", d
