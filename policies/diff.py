@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from policies.engine import Tick, decide
 from policies.model import PolicySet
+from policies.state import CustomerState
 from schemas.decisions import Decision
 
 
@@ -157,3 +159,44 @@ def _take(
 def first_instant(changes: Sequence[DecisionChange]) -> datetime | None:
     """When the two sets first part ways (None: they never do)."""
     return min((c.decision.at for c in changes), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCase:
+    """A case open when the new set comes in force, and what becomes of it."""
+
+    customer_id: str
+    case_id: str
+    ladder: str
+    steps_left: int
+    moves: str | None
+    """None: it keeps its ladder (of the old set) until it closes; else where it goes."""
+
+
+def open_cases(
+    states: Iterable[CustomerState], at: datetime, old: PolicySet, new: PolicySet
+) -> list[OpenCase]:
+    """Each case open at `at` under `old`, as the engine will treat it once `new` is in
+    force: the engine itself is asked (a clock message at `at`), so this says what the
+    workers will do, `on_policy_change` and step names included."""
+    found: list[OpenCase] = []
+    for state in states:
+        if not state.cases:
+            continue
+        outcome = decide(state, Tick(state.customer_id), at, new, {old.version: old}.get)
+        moved = {
+            d.case_id: d.detail
+            for d in outcome.decisions
+            if d.action == "switched" and d.reason == "policy_change"
+        }
+        for case in state.cases.values():
+            found.append(
+                OpenCase(
+                    state.customer_id,
+                    case.case_id,
+                    case.ladder,
+                    len(case.pending),
+                    moved.get(case.case_id),
+                )
+            )
+    return sorted(found, key=lambda c: (c.customer_id, c.case_id))

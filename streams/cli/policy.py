@@ -21,12 +21,13 @@ from policies.diff import (
     DecisionChange,
     decision_changes,
     first_instant,
+    open_cases,
     rule_changes,
     template_changes,
 )
 from policies.loader import PolicyLoadError, check_sources, read_directory, read_templates
 from policies.model import PolicySet
-from policies.simulator import Replayable, simulate
+from policies.simulator import Replayable, instant, simulate
 from policies.versions import PolicyVersions
 from schemas.intake import Rejection, check_event
 from schemas.notifications import DeliveryReceipt
@@ -151,6 +152,7 @@ def diff_command(
     with collector.for_replay():
         old_decisions, old_sim = simulate(parsed, old, until)
         new_decisions, _ = simulate(parsed, new, until)
+        _write_open_cases(parsed, old, new, out)
     differ = decision_changes(old_decisions, new_decisions)
     first = first_instant(differ)
     if first is None:
@@ -173,6 +175,27 @@ def diff_command(
             sign = "-" if differs.side == "old" else "+"
             out.write(f"    {sign} {timeline.line(differs.decision, zone)}\n")
     return 2 if bad else 0
+
+
+def _write_open_cases(
+    events: list[Replayable], old: PolicySet, new: PolicySet, out: TextIO
+) -> None:
+    """The cases open after the last event under the old set, and what each does if the
+    new set comes in force then: keep its ladder, or move (`on_policy_change: restart`)."""
+    last = max((instant(e) for e in events), default=None)
+    if last is None:
+        return
+    _, sim = simulate(events, old, last)
+    cases = open_cases(sim.states.values(), last, old, new)
+    moving = sum(1 for c in cases if c.moves is not None)
+    out.write(
+        f"open cases at {last:%Y-%m-%d %H:%MZ} (the last event), were the new set in force "
+        f"then: {len(cases) - moving} keep their ladder, {moving} move\n"
+    )
+    for case in cases:
+        fate = f"moves {case.moves}" if case.moves else f"keeps it ({old.version})"
+        left = _count(case.steps_left, "step")
+        out.write(f"  {case.customer_id}  {case.case_id}  {case.ladder}, {left} left: {fate}\n")
 
 
 def _text_diff(path: str, old_folder: Path, new_folder: Path) -> Iterator[str]:

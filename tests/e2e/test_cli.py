@@ -200,6 +200,22 @@ def test_policy_diff_names_the_rule_and_the_decisions_it_moves(tmp_path: Path) -
     assert ana[1].startswith("    + 2026-11-25 14:00Z") and "payment-overdue" in ana[1]
     assert "+13125550101" not in out  # recipients are masked, as in the timeline
     assert "templates: 0 changes\n" in out
+    # The cases open after the last event keep their ladder (on_policy_change: keep).
+    assert "(the last event), were the new set in force then: 3 keep their ladder, 0 move\n" in out
+    assert "  C-1007  missed-payment/A-1007-CARD/evt-0030  standard, 2 steps left: keeps it" in out
+
+    # With on_policy_change: restart they move, from the first step they have not run.
+    moving = tmp_path / "moving"
+    shutil.copytree(new, moving)
+    text = (moving / "10-collections.yaml").read_text()
+    restart = "    on_retrigger: keep\n    on_policy_change: restart\n"
+    (moving / "10-collections.yaml").write_text(text.replace("    on_retrigger: keep\n", restart))
+    moved = clarion("policy", "diff", str(POLICIES), str(moving), "--events", str(STORIES))
+    assert "then: 0 keep their ladder, 3 move\n" in moved.stdout, moved.stdout
+    assert (
+        "  C-1007  missed-payment/A-1007-CARD/evt-0030  standard, 2 steps left: moves to the "
+        "standard ladder of pol-" in moved.stdout
+    )
 
     # An event line that cannot be read is named, and the report still comes (exit 2).
     events = tmp_path / "events.jsonl"
