@@ -100,9 +100,8 @@ def create_app(
     pending = None
     if settings.role != "dispatch":
         engine = intake.install(app, settings, versions, out)
-        latest = versions.policies.latest
-        api.install(app, settings, latest, out.produce, engine.customers)
-        page.install(app, settings, latest, out.produce, engine.customers)
+        api.install(app, settings, versions.in_force_now, out.produce, engine.customers)
+        page.install(app, settings, versions.in_force_now, out.produce, engine.customers)
         pending = engine.index.pending
     if settings.role != "intake":
         channels = (

@@ -51,6 +51,10 @@ class Versions:
     def at(self, now: datetime) -> PolicySet:
         return self.policies.at(now)
 
+    def in_force_now(self) -> PolicySet:
+        """The set in force on the wall clock: what the API and the preference page offer."""
+        return self.at(datetime.now(UTC))
+
     def templates_for(self, version: str) -> Templates:
         """The templates of `version`; those of the latest set when this worker does not
         know it (a request from a version refused here, or from before a restart that

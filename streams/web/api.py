@@ -131,17 +131,21 @@ def _operations() -> dict[str, Any]:
 def install(
     app: faust.App,
     settings: Settings,
-    policy: PolicySet,
+    in_force: Callable[[], PolicySet],
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
     customers: Any,
 ) -> None:
-    api = _Api(app, settings, policy, produce, customers)
-    document = openapi(policy)
+    """`in_force`: the policy set in force now, whose categories the API names."""
+    api = _Api(app, settings, in_force, produce, customers)
+    documents: dict[str, dict[str, Any]] = {}
 
     @app.page("/api/v1/openapi.json")
     class OpenApi(View):
         async def get(self, request: Request) -> Response:
-            return self.json(document)
+            policy = in_force()
+            if policy.version not in documents:
+                documents[policy.version] = openapi(policy)
+            return self.json(documents[policy.version])
 
     @app.page(PATH)
     class CustomerPreferences(View):
@@ -159,16 +163,15 @@ class _Api:
         self,
         app: faust.App,
         settings: Settings,
-        policy: PolicySet,
+        in_force: Callable[[], PolicySet],
         produce: Callable[[str, bytes, bytes], Awaitable[None]],
         customers: Any,
     ) -> None:
-        self.app, self.produce, self.customers = app, produce, customers
+        self.app, self.produce, self.customers, self.in_force = app, produce, customers, in_force
         self.read_state = state_reader(customers)
         secret = settings.api_keys.get_secret_value() if settings.api_keys else ""
         self.keys = [k.encode() for k in secret.split(",") if k]
         self.updates = settings.topic(topics.PREFERENCE_UPDATES)
-        self.required = _required(policy)
 
     def refused(self, view: View, request: Request) -> Response | None:
         if not self.keys:
@@ -199,7 +202,7 @@ class _Api:
                 "customer_id": customer_id,
                 "preferences": state.preferences.model_dump(mode="json", exclude_none=True),
                 "consents": consents,
-                "required_categories": self.required,
+                "required_categories": _required(self.in_force()),
             }
         )
 

@@ -86,10 +86,12 @@ def preference_links(settings: Settings) -> Callable[[NotificationRequest], dict
 def install(
     app: faust.App,
     settings: Settings,
-    policy: PolicySet,
+    in_force: Callable[[], PolicySet],
     produce: Callable[[str, bytes, bytes], Awaitable[None]],
     customers: Any,
 ) -> None:
+    """`in_force`: the policy set in force now, whose categories the page offers (a set
+    published while the worker runs shows at once)."""
     read_state = state_reader(customers)
     keys = LinkKeys.parse(settings.link_keys.get_secret_value()) if settings.link_keys else None
     updates = settings.topic(topics.PREFERENCE_UPDATES)
@@ -121,6 +123,7 @@ def install(
             if remote is not None:
                 return remote
             state = read_state(customer) or CustomerState(customer_id=customer)
+            policy = in_force()
             locale = state.preferences.locale or state.profile.locale or policy.default_locale
             words = words_for(locale)
             body = _form(policy, state.preferences, token, words)
@@ -138,6 +141,7 @@ def install(
                 body = f'<p class="problem" role="alert">{escape(words.invalid)}</p>'
                 return _page(self, exc.status, words, words.invalid_title, body)
             words = words_for(form.get("lang"))  # the language the form was shown in
+            policy = in_force()
             try:
                 update = _update(policy, form)
             except ValidationError as exc:

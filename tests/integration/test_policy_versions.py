@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,10 @@ escalations:
 """
 
 
-def policy_dir(root: Path, words: str) -> Path:
+def policy_dir(root: Path, words: str, more: str = "") -> Path:
     folder = root / words.split(":")[0]
     (folder / "templates" / "alert").mkdir(parents=True)
-    (folder / "alerts.yaml").write_text(POLICY)
+    (folder / "alerts.yaml").write_text(POLICY.replace("categories:\n", "categories:\n" + more))
     (folder / "templates" / "alert" / "sms.en.j2").write_text(words + " {{ data.reason }}")
     return folder
 
@@ -98,6 +99,13 @@ def clarion(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def openapi(settings: Settings) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{settings.web_port}/api/v1/openapi.json"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        document: dict[str, Any] = json.loads(answer.read())
+    return document
+
+
 def wait_for(settings: Settings, sample: str, timeout: float = 30) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -123,7 +131,9 @@ def sent_rows(settings: Settings, count: int, timeout: float = 60) -> list[Decis
 def test_a_published_set_takes_effect_at_its_instant_and_rolls_back(
     on_both: Broker, tmp_path: Path
 ) -> None:
-    v1, v2 = policy_dir(tmp_path, "First:"), policy_dir(tmp_path, "Second:")
+    v1 = policy_dir(tmp_path, "First:")
+    news = "  news: {kind: marketing, contact_windows: enforce, frequency_caps: enforce}\n"
+    v2 = policy_dir(tmp_path, "Second:", news)
     settings = run_settings(
         on_both.bootstrap, tmp_path, "versions", policies_dir=v1, **on_both.settings
     )
@@ -145,6 +155,8 @@ def test_a_published_set_takes_effect_at_its_instant_and_rolls_back(
         try:
             wait_ready(settings, worker)
             scraped = metrics(settings.web_port)
+            # The API names the categories of the set in force on the wall clock: the second.
+            assert "news" in openapi(settings)["info"]["description"]
             assert scraped[f'clarion_policy_version{{version="{version2}",state="latest"}}'] == 1
 
             # Read after the publication, but before its instant: the first set decides.
