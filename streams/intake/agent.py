@@ -332,7 +332,13 @@ def install(app: faust.App, settings: Settings, versions: Versions, out: Outlets
         await out.guard.run_agent("intake-urgent", intake.run(stream))
 
     if settings.lanes_route_by_type:
-        urgent_types = versions.policies.latest.urgent_triggers()
+
+        def urgent_types() -> frozenset[str]:
+            """Urgent in the set in force, or in one published to come: a copy too many is
+            dropped as a duplicate, a copy too few waits behind the backlog."""
+            return versions.in_force_now().urgent_triggers() | (
+                versions.policies.latest.urgent_triggers()
+            )
 
         @app.service
         class _Router(lanes.TypeRouter):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -64,10 +65,17 @@ class TypeRouter(faust.Service):
     """The copy loop: a consumer of its own, and a producer to the urgent topic."""
 
     def __init__(
-        self, settings: Settings, urgent_types: frozenset[str], metrics: Metrics, **kw: Any
+        self,
+        settings: Settings,
+        urgent_types: Callable[[], frozenset[str]],
+        metrics: Metrics,
+        **kw: Any,
     ) -> None:
+        """`urgent_types`: asked again for each fetch, so a policy set published while the
+        worker runs changes what is copied."""
         super().__init__(**kw)
-        self.settings, self.urgent = settings, UrgentTypes(urgent_types)
+        self.settings, self.urgent_types = settings, urgent_types
+        self.urgent = UrgentTypes(urgent_types())
         self.source = settings.topic(topics.ACCOUNT_EVENTS)
         self.target = settings.topic(topics.ACCOUNT_EVENTS_URGENT)
         self.max_age_ms = settings.dedupe_window_hours * 3600 * 1000 / 2
@@ -130,6 +138,10 @@ class TypeRouter(faust.Service):
 
     async def _copy(self, producer: AIOKafkaProducer, fetched: dict[Any, list[Any]]) -> None:
         """Copy the urgent ones; every copy is on the broker before the offsets are committed."""
+        wanted = self.urgent_types()
+        if wanted != self.urgent.wanted:
+            log.info("lanes.router_types", types=sorted(wanted))
+            self.urgent = UrgentTypes(wanted)
         oldest = time.time() * 1000 - self.max_age_ms
         sent, kinds = [], []
         for tp, records in fetched.items():

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from policies.model import PolicySet
@@ -67,9 +71,40 @@ async def test_the_router_counts_a_failure_and_starts_again(
                 raise KafkaConnectionError("broker away")
             await self.stop()
 
-    router = Flaky(Settings(), frozenset({"fraud.suspected"}), metrics)
+    router = Flaky(Settings(), lambda: frozenset({"fraud.suspected"}), metrics)
     await asyncio.wait_for(router._run(), timeout=5)
 
     assert len(attempts) == 3
     assert metrics.lanes_router_errors.value("ValueError") == 1
     assert metrics.lanes_router_errors.value("KafkaConnectionError") == 1
+
+
+async def test_the_router_copies_what_the_policy_in_force_makes_urgent() -> None:
+    """A set published while the worker runs changes what is copied, at the next fetch."""
+    wanted = {"fraud.suspected"}
+    copied: list[bytes] = []
+
+    class Producer:
+        async def send(self, topic: str, value: bytes, **_: Any) -> asyncio.Future[None]:
+            copied.append(value)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+
+    def record(kind: str) -> SimpleNamespace:
+        value = samples.raw(kind)
+        return SimpleNamespace(value=value, key=b"C-1", headers=(), timestamp=time.time() * 1000)
+
+    router = lanes.TypeRouter(Settings(), lambda: frozenset(wanted), Metrics())
+    fetched = {
+        TopicPartition("account-events", 0): [record("fraud.suspected"), record("payment.missed")]
+    }
+    await router._copy(Producer(), fetched)  # type: ignore[arg-type]
+    wanted.add("payment.missed")
+    await router._copy(Producer(), fetched)  # type: ignore[arg-type]
+
+    assert [json.loads(v)["type"] for v in copied] == [
+        "fraud.suspected",
+        "fraud.suspected",
+        "payment.missed",
+    ]
