@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 # `make fuzz`: a seeded mix of valid and hostile inputs and malformed HTTP requests against a
 # live worker, and the accounting of every one (tests/fuzz.py); exit 1 on any loss or leak.
-.PHONY: demo test lint fuzz bench bench-engine bench-engine-instructions bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness bench-lanes clean
+.PHONY: demo test lint fuzz bench bench-engine bench-engine-instructions bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness bench-lanes bench-versions clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,12 +82,15 @@ bench-memory: $(STAMP)
 bench-lateness: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.lateness --pending $(or $(PENDING),1000000)
 
+bench-versions: $(STAMP)
+	$(BIN)/python -m tests.benchmarks.versions --customers $(or $(CUSTOMERS),100000)
+
 bench-lanes: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.lanes --customers $(or $(CUSTOMERS),100000) \
 		--seconds $(or $(SECONDS),60)
 
 bench: bench-engine bench-pipeline bench-dispatch bench-latency bench-memory bench-lateness \
-	bench-lanes
+	bench-lanes bench-versions
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
