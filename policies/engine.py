@@ -20,8 +20,9 @@ from typing import Any
 from policies.calendar import due_after
 from policies.conditions import holds
 from policies.contacts import Blocked, Target, candidates, category_block, reach
+from policies.experiments import assign
 from policies.guards import GuardBlock, History, check, lookback, zones
-from policies.model import Category, Duration, Escalation, Ladder, PolicySet, Send, Step
+from policies.model import HOLDOUT, Category, Duration, Escalation, Ladder, PolicySet, Send, Step
 from policies.state import (
     Case,
     Cease,
@@ -172,6 +173,8 @@ class _Run:
             row["case_id"] = case.case_id
             row["escalation"] = case.escalation
             row["ladder"] = case.ladder
+            if case.arm is not None:
+                row["experiment"], row["arm"] = case.experiment, case.arm
         row.update(fields)
         self.decisions.append(unchecked(Decision, row))
 
@@ -486,6 +489,12 @@ class _Run:
             return
         facts = self.facts(draft)
         ladder = next((lad for lad in _openable(esc) if holds(lad.when, facts)), None)
+        if esc.experiment is not None:
+            draft.experiment = esc.experiment.name
+            draft.arm = assign(esc.experiment, self.state.customer_id)
+            arm = next((a for a in esc.experiment.arms if a.name == draft.arm), None)
+            if arm is not None and arm.ladder is not None:
+                ladder = _ladder(esc, arm.ladder)  # the arm's, whatever `when` chose
         if ladder is None:
             self.record("suppressed", "no_ladder", draft, detail="no ladder's `when` holds")
             return
@@ -602,6 +611,10 @@ class _Run:
         seen = [t for t in step.unless_received if t in case.received]
         if seen:
             self.record("suppressed", "already_received", case, step=index, detail=seen[0])
+            return
+        if case.arm == HOLDOUT:
+            detail = f"the hold-out arm of {case.experiment}: nothing is sent"
+            self.record("suppressed", "holdout", case, step=index, detail=detail)
             return
         if step.handoff is not None:
             self.record("handoff", step.handoff, case, step=index)

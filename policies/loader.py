@@ -303,9 +303,20 @@ def _merge(
                 )
             )
     locale = scalars.get("default_locale", ("", "en"))[1]
+    experiments: dict[str, str] = {}
     for name, esc in merged["escalations"].items():
         src, node = positions["escalations" + name]
         found = _escalation_problems(name, esc, merged["categories"])
+        if esc.experiment is not None:
+            other = experiments.setdefault(esc.experiment.name, name)
+            if other != name:
+                found.append(
+                    (
+                        f"escalations.{name}.experiment.name: {esc.experiment.name!r} is "
+                        f"{other}'s experiment already; its report would mix the two",
+                        ["experiment", "name"],
+                    )
+                )
         found += _path_problems(name, esc)
         if templates is not None:
             found += _template_problems(name, esc, templates, locale)
@@ -360,6 +371,26 @@ def _escalation_problems(
             )
         )
     ladder_names = [ladder.name for ladder in esc.ladders]
+    arms = esc.experiment.arms if esc.experiment is not None else []
+    for k, arm in enumerate(arms):
+        if arm.ladder is not None and arm.ladder not in ladder_names:
+            problems.append(
+                (
+                    f"escalations.{name}.experiment.arms.{k}.ladder: no ladder named "
+                    f"{arm.ladder!r}",
+                    ["experiment", "arms", k, "ladder"],
+                )
+            )
+    holdout = esc.experiment is not None and esc.experiment.holdout > 0
+    category = categories.get(esc.category)
+    if holdout and category is not None and category.required:
+        problems.append(
+            (
+                f"escalations.{name}.experiment.holdout: {esc.category!r} is a required "
+                "category, whose notices are never held out",
+                ["experiment", "holdout"],
+            )
+        )
     for event, target in esc.switch_on.items():
         if target not in ladder_names:
             problems.append(
@@ -370,12 +401,13 @@ def _escalation_problems(
             )
     catch_all = next((i for i, ladder in enumerate(esc.ladders) if ladder.when is None), None)
     for i, ladder in enumerate(esc.ladders):
-        if catch_all is not None and i > catch_all and ladder.name not in esc.switch_on.values():
+        reached = {*esc.switch_on.values(), *(arm.ladder for arm in arms)}
+        if catch_all is not None and i > catch_all and ladder.name not in reached:
             problems.append(
                 (
                     f"escalations.{name}.ladders.{i}: ladder {ladder.name!r} can never be "
                     f"reached: {esc.ladders[catch_all].name!r} before it has no `when` and "
-                    "no switch_on names it",
+                    "no switch_on or experiment arm names it",
                     ["ladders", i, "name"],
                 )
             )

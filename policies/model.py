@@ -254,6 +254,39 @@ class Ladder(_Strict):
         return None if value is None else _check_condition(value)
 
 
+class Arm(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    weight: float = Field(gt=0, description="its share of customers, against the others' weights")
+    ladder: str | None = Field(
+        default=None,
+        description="the ladder every case of this arm runs; none: the escalation as written",
+    )
+
+
+class Experiment(_Strict):
+    """Champion and challengers: customers split by a hash of their id, for good."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    arms: list[Arm] = Field(min_length=1, description="the first is the champion")
+    holdout: float = Field(
+        default=0,
+        ge=0,
+        description="the hold-out arm's weight: its cases send nothing (a required category's "
+        "notices are never held out)",
+    )
+
+    @model_validator(mode="after")
+    def _names_once(self) -> Experiment:
+        names = [arm.name for arm in self.arms]
+        if len(set(names)) != len(names) or HOLDOUT in names:
+            raise ValueError(f"arm names must differ, and none may be {HOLDOUT!r}")
+        return self
+
+
+HOLDOUT = "holdout"
+"""The arm whose customers get no message from the escalation: the baseline."""
+
+
 class Escalation(_Strict):
     trigger: str
     category: str
@@ -281,6 +314,10 @@ class Escalation(_Strict):
         description="how long a step waits for a contact point (the set's contact_wait if unset)",
     )
     ladders: list[Ladder] = Field(min_length=1)
+    experiment: Experiment | None = Field(
+        default=None,
+        description="champion/challenger: each arm's customers run its ladder (docs/policies.md)",
+    )
 
     @model_validator(mode="after")
     def _events_known(self) -> Escalation:

@@ -123,6 +123,9 @@ class Case:
     """By notification id."""
     data: dict[str, object] = field(default_factory=dict)
     """The trigger's data."""
+    experiment: str | None = None
+    arm: str | None = None
+    """The experiment and the arm its customer is in, when its escalation runs one."""
     version: str | None = None
     """The policy version it opened under: its ladders stay that version's until it closes
     (None: opened before versions were pinned, runs on the set in force)."""
@@ -144,6 +147,8 @@ class Case:
             self.steps_sent,
             self.sent,
             self.data,
+            self.experiment,
+            self.arm,
             self.version,
         )
 

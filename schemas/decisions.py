@@ -61,6 +61,12 @@ class Decision(BaseModel):
         description="the version in force whose guards, categories and calendar held, when "
         "it is not policy_version (a case opened under an earlier version)",
     )
+    experiment: str | None = Field(
+        default=None, description="the experiment the case's escalation runs (docs/policies.md)"
+    )
+    arm: str | None = Field(
+        default=None, description="the experiment's arm the customer is in; `holdout`: none sent"
+    )
     detail: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
