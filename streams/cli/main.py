@@ -14,7 +14,9 @@ from streams.runtime.settings import BrokerUnreachable, Settings, SettingsError
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    command = args.command if args.command != "policy" else f"policy {args.policy_command}"
+    command = args.command
+    if command in ("policy", "report"):
+        command = f"{command} {getattr(args, command + '_command')}"
     run = _COMMANDS.get(command)
     if run is None:
         parser.error("unknown command")
@@ -216,6 +218,27 @@ def _policy_versions(args: argparse.Namespace) -> int:
     return asyncio.run(versions.versions_command(Settings.from_env(), sys.stdout))
 
 
+def _report_experiment(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from policies.report import experiment_report
+    from streams.cli import report
+    from streams.runtime.logging import configure
+
+    configure("console", "warning")
+    if args.ledger is not None:
+        if not _readable(args.ledger):
+            return 1
+        rows = report.read_file(args.ledger)
+    else:
+        rows = asyncio.run(report.read_topic(Settings.from_env()))
+    figures = experiment_report(
+        rows, args.name, args.since, args.until, args.cure_days, args.champion
+    )
+    report.render(figures, args.format, sys.stdout)
+    return 0
+
+
 def _policy_configmap(args: argparse.Namespace) -> int:
     from streams.cli import configmap, policy
 
@@ -275,6 +298,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "policy publish": _policy_publish,
     "policy versions": _policy_versions,
     "policy configmap": _policy_configmap,
+    "report experiment": _report_experiment,
     "policy unpack": _policy_unpack,
 }
 
@@ -293,7 +317,32 @@ def _parser() -> argparse.ArgumentParser:
     _add_dead_letters(sub)
     _add_state(sub)
     _add_policy(sub)
+    _add_report(sub)
     return parser
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser("report", help="what the ledger says").add_subparsers(
+        dest="report_command", required=True
+    )
+    experiment = report.add_parser(
+        "experiment", help="an experiment's arms side by side, from the ledger"
+    )
+    experiment.add_argument("name", help="the experiment's name in the policies")
+    experiment.add_argument(
+        "--since", type=_instant, required=True, help="cases opened at or after this instant"
+    )
+    experiment.add_argument("--until", type=_instant, help="cases opened before this instant")
+    experiment.add_argument(
+        "--ledger",
+        type=Path,
+        help="a JSONL ledger (policy simulate --format jsonl); default: the decisions topic",
+    )
+    experiment.add_argument(
+        "--cure-days", type=int, default=30, help="a payment or plan within N days cures a case"
+    )
+    experiment.add_argument("--champion", default="champion", help="the arm to compare with")
+    experiment.add_argument("--format", choices=("table", "jsonl", "html"), default="table")
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -68,6 +68,8 @@ def row(decision: Decision) -> dict[str, Any]:
         "detail": decision.detail,
         "policy_version": decision.policy_version,
         "guards_version": decision.guards_version,
+        "experiment": decision.experiment,
+        "arm": decision.arm,
     }
 
 

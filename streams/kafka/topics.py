@@ -68,6 +68,9 @@ ALL = (
     SMS_CONVERSATIONS,
     STATE_REPAIRS,
 )
+CREATED = (*ALL, POLICIES)
+"""Every topic a worker creates: those above with `CLARION_PARTITIONS` each, and `policies`
+with one."""
 COMPACTED = frozenset({CUSTOMER_PROFILES, POLICIES})
 AUDIT = frozenset({DECISIONS, DEAD_LETTERS})
 """What explains a message sent or not, to a customer or a regulator: kept for
