@@ -142,6 +142,15 @@ def test_a_published_set_takes_effect_at_its_instant_and_rolls_back(
     def produce(*lines: str) -> None:
         asyncio.run(produce_lines(on_both.bootstrap, account_events, list(lines)))
 
+    # A set that does not pass policy check is not published; with --strict, nor one
+    # with a warning (here: a category that declares no kind).
+    broken = policy_dir(tmp_path, "Broken:", "  oops: {contact_windows: sometimes}\n")
+    refused = clarion(settings, "publish", str(broken))
+    assert refused.returncode == 1 and "nothing published" in refused.stderr, refused.stderr
+    warned = policy_dir(tmp_path, "Warned:", "  misc: {contact_windows: enforce}\n")
+    strict = clarion(settings, "publish", str(warned), "--strict")
+    assert strict.returncode == 1 and "warnings (--strict); nothing published" in strict.stderr
+
     published = clarion(
         settings, "publish", str(v2), "--at", "2026-06-02T00:00:00Z", "--author", "ana"
     )
