@@ -230,7 +230,8 @@ class _Run:
 
         It goes on from the first step it has not run, by step name, at the new ladder's
         instants; a later step it ran is not run again, and a step it was waiting on keeps
-        what of it already went (a partly sent step sends only the rest)."""
+        what of it already went when it sends as before (a partly sent step sends only the
+        rest; one whose channels changed starts afresh)."""
         for case in list(self.cases.values()):
             if case.version is None or case.version == self.policy.version:
                 continue
@@ -252,7 +253,11 @@ class _Run:
                 if keys[j] in ran:
                     continue
                 due = self.after(current.origin, new.steps[j].after)
-                moved.append(replace(waiting.get(keys[j]) or Pending(j, due), step=j, due=due))
+                held = waiting.get(keys[j])
+                if held is not None and old.steps[held.step].send == new.steps[j].send:
+                    moved.append(replace(held, step=j, due=due))  # its groups are the same
+                else:
+                    moved.append(Pending(j, due))
             current.pending = tuple(moved)
             where = keys[first] if first < len(keys) else "its end"
             detail = f"to the {new.name} ladder of {self.policy.version}, from {where}"

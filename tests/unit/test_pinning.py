@@ -285,3 +285,31 @@ def test_a_case_that_moves_to_the_new_ladder_runs_no_step_twice(
         for d in rows:
             if moved and d.at > moved[0].at:
                 assert d.policy_version == "pol-moving", d
+
+
+def test_a_step_waiting_for_a_contact_starts_afresh_when_its_channels_changed() -> None:
+    """Found by the property above: the waiting step's groups were the old step's, and the
+    new step has other groups (an IndexError)."""
+    old = named_set(
+        "keep", ["{name: first, after: 0d, send: {channel: [sms, email], template: first}}"]
+    )
+    new = named_set(
+        "restart", ["{name: first, after: 0d, send: {channel: email, template: first}}"]
+    )
+    missed = {"amount_due": "10.00", "currency": "USD", "due_date": "2026-10-01"}
+    events = [
+        _event("customer.profile.updated", START, None, {}),  # no contact point yet
+        _event("payment.missed", START, "A-1", {**missed, "days_past_due": 3}),
+        _event(
+            "customer.profile.updated",
+            START + timedelta(hours=2),
+            None,
+            {"emails": [{"address": "a@x.com"}]},
+            1,
+        ),
+    ]
+    decisions, _, _ = run(old, new, START + timedelta(hours=1), events)
+
+    assert [(d.template, d.policy_version) for d in decisions if d.action == "sent"] == [
+        ("first", new.version)
+    ]
