@@ -465,6 +465,12 @@ class _Run:
             self.record("switched", event.type, case, detail=f"to the {target} ladder")
 
     def open_case(self, name: str, esc: Escalation, event: Event) -> None:
+        experiment, arm = esc.experiment, None
+        if experiment is not None:
+            chosen = assign(experiment, self.state.customer_id)
+            arm = next((a for a in experiment.arms if a.name == chosen), None)
+            if arm is not None and arm.escalation is not None:  # the arm's own escalation
+                name, esc = arm.escalation, self.policy.escalations[arm.escalation]
         by_account = esc.case == "account" and event.account_id is not None
         scope = event.account_id if by_account else None
         case_id = f"{name}/{scope or event.customer_id}/{event.event_id}"
@@ -494,10 +500,9 @@ class _Run:
             return
         facts = self.facts(draft)
         ladder = next((lad for lad in _openable(esc) if holds(lad.when, facts)), None)
-        if esc.experiment is not None:
-            draft.experiment = esc.experiment.name
-            draft.arm = assign(esc.experiment, self.state.customer_id)
-            arm = next((a for a in esc.experiment.arms if a.name == draft.arm), None)
+        if experiment is not None:
+            draft.experiment = experiment.name
+            draft.arm = arm.name if arm is not None else HOLDOUT
             if arm is not None and arm.ladder is not None:
                 ladder = _ladder(esc, arm.ladder)  # the arm's, whatever `when` chose
         if ladder is None:
@@ -1052,8 +1057,10 @@ def _index(policy: PolicySet) -> _PolicyIndex:
     triggers: dict[str, list[tuple[str, Escalation]]] = {}
     moves: dict[str, frozenset[str]] = {}
     awaited: dict[str, frozenset[str]] = {}
+    alternatives = policy.alternatives()
     for name, esc in policy.escalations.items():
-        triggers.setdefault(esc.trigger, []).append((name, esc))
+        if name not in alternatives:  # an arm's escalation opens only through its arm
+            triggers.setdefault(esc.trigger, []).append((name, esc))
         waits = frozenset(t for lad in esc.ladders for st in lad.steps for t in st.unless_received)
         awaited[name] = waits
         moves[name] = waits | {*esc.stop_on, *esc.pause_on, *esc.pause_on.values(), *esc.switch_on}

@@ -306,7 +306,7 @@ def _merge(
     experiments: dict[str, str] = {}
     for name, esc in merged["escalations"].items():
         src, node = positions["escalations" + name]
-        found = _escalation_problems(name, esc, merged["categories"])
+        found = _escalation_problems(name, esc, merged["categories"], merged["escalations"])
         if esc.experiment is not None:
             other = experiments.setdefault(esc.experiment.name, name)
             if other != name:
@@ -358,7 +358,7 @@ def _merge(
 
 
 def _escalation_problems(
-    name: str, esc: Escalation, categories: dict[str, Any]
+    name: str, esc: Escalation, categories: dict[str, Any], escalations: dict[str, Escalation]
 ) -> list[tuple[str, list[Any]]]:
     problems: list[tuple[str, list[Any]]] = []
     if esc.category not in categories:
@@ -381,6 +381,23 @@ def _escalation_problems(
                     ["experiment", "arms", k, "ladder"],
                 )
             )
+    for k, arm in enumerate(arms):
+        other = escalations.get(arm.escalation) if arm.escalation is not None else None
+        where = f"escalations.{name}.experiment.arms.{k}.escalation"
+        if arm.escalation is None:
+            continue
+        if other is None or arm.escalation == name:
+            problem = f"{where}: no other escalation named {arm.escalation!r}"
+        elif other.trigger != esc.trigger:
+            problem = (
+                f"{where}: {arm.escalation!r} opens on {other.trigger}, not {esc.trigger}: "
+                "an arm's escalation takes the same events"
+            )
+        elif other.experiment is not None:
+            problem = f"{where}: {arm.escalation!r} runs an experiment of its own"
+        else:
+            continue
+        problems.append((problem, ["experiment", "arms", k, "escalation"]))
     holdout = esc.experiment is not None and esc.experiment.holdout > 0
     category = categories.get(esc.category)
     if holdout and category is not None and category.required:

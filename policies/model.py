@@ -261,6 +261,17 @@ class Arm(_Strict):
         default=None,
         description="the ladder every case of this arm runs; none: the escalation as written",
     )
+    escalation: str | None = Field(
+        default=None,
+        description="another escalation of the set that this arm's cases run instead, whole; "
+        "it opens no case of its own",
+    )
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> Arm:
+        if self.ladder is not None and self.escalation is not None:
+            raise ValueError("an arm names a ladder or an escalation, not both")
+        return self
 
 
 class Experiment(_Strict):
@@ -391,6 +402,17 @@ class PolicySet(_Strict):
     contact_windows: dict[str, Window]
     frequency_caps: list[FrequencyCap]
     escalations: dict[str, Escalation]
+
+    def alternatives(self) -> frozenset[str]:
+        """Escalations an experiment's arm runs instead of its own: they open no case of
+        their own on their trigger."""
+        return frozenset(
+            arm.escalation
+            for esc in self.escalations.values()
+            if esc.experiment is not None
+            for arm in esc.experiment.arms
+            if arm.escalation is not None
+        )
 
     def urgent_triggers(self) -> frozenset[str]:
         """The event types that open an urgent case: what intake's lanes may route ahead

@@ -136,3 +136,52 @@ def test_an_experiment_is_checked_where_it_is_written() -> None:
     twice = SET + SET.split("escalations:\n")[1].replace("  collect:", "  collect-again:")
     with pytest.raises(PolicyLoadError, match="is collect's experiment already"):
         experiment_set(text=twice)
+
+
+GENTLE_LADDER = """      - name: gentle
+        steps:
+          - {after: 0d, send: {channel: email, template: kind}}
+"""
+ALTERNATIVE = (
+    SET.replace(
+        "        - {name: gentle, weight: 30, ladder: gentle}",
+        "        - {name: gentle, weight: 30, escalation: collect-kindly}",
+    ).replace(GENTLE_LADDER, "")
+    + """  collect-kindly:
+    trigger: payment.missed
+    category: collections
+    stop_on: [payment.received]
+    ladders:
+      - name: kindly
+        steps:
+          - {after: 0d, send: {channel: email, template: kind}}
+          - {after: 1d, send: {channel: email, template: kinder}}
+"""
+)
+
+
+def test_an_arm_may_run_another_escalation_whole_and_it_opens_nothing_of_its_own() -> None:
+    policy = experiment_set(text=ALTERNATIVE)
+    for arm, escalation, sent in (
+        ("gentle", "collect-kindly", ["kind", "kinder"]),
+        ("champion", "collect", ["firm"]),
+    ):
+        decisions, _ = simulate(events_for(customer_in(arm, policy)), policy)
+        rows = [d for d in decisions if d.case_id is not None]
+        assert {(d.escalation, d.experiment, d.arm) for d in rows} == {
+            (escalation, "gentle-q4", arm)
+        }
+        assert [d.template for d in rows if d.action == "sent"] == sent
+
+
+def test_an_arms_escalation_is_checked() -> None:
+    with pytest.raises(PolicyLoadError, match="no other escalation named 'collect-kind'"):
+        experiment_set(
+            text=ALTERNATIVE.replace("escalation: collect-kindly", "escalation: collect-kind")
+        )
+    other_trigger = ALTERNATIVE.replace(
+        "  collect-kindly:\n    trigger: payment.missed",
+        "  collect-kindly:\n    trigger: balance.overdue",
+    )
+    with pytest.raises(PolicyLoadError, match=r"opens on balance\.overdue, not payment\.missed"):
+        experiment_set(text=other_trigger)
