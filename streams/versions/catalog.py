@@ -84,12 +84,12 @@ async def _entries(settings: Settings, start: int, follow: bool) -> AsyncIterato
     )
     await consumer.start()
     try:
-        consumer.assign([tp])
-        consumer.seek(tp, start)
         end = 0
-        if not follow:
+        if not follow:  # asked before `assign`: after it, aiokafka waits a second for metadata
             reported = await consumer.end_offsets([tp])
             end = (await topics.read_past(settings.kafka_bootstrap, reported, options))[tp]
+        consumer.assign([tp])
+        consumer.seek(tp, start)
         position = start
         while follow or position < end:
             batch = await consumer.getmany(tp, timeout_ms=500)
