@@ -20,6 +20,7 @@ from policies.contacts import reachable
 from policies.model import (
     KINDS_BY_NAME,
     VOICEMAIL_TEMPLATE,
+    Arm,
     Category,
     Condition,
     Duration,
@@ -373,31 +374,15 @@ def _escalation_problems(
     ladder_names = [ladder.name for ladder in esc.ladders]
     arms = esc.experiment.arms if esc.experiment is not None else []
     for k, arm in enumerate(arms):
-        if arm.ladder is not None and arm.ladder not in ladder_names:
+        problem = _arm_problem(name, esc, arm, ladder_names, escalations)
+        if problem is not None:
+            key = "ladder" if arm.ladder is not None else "escalation"
             problems.append(
                 (
-                    f"escalations.{name}.experiment.arms.{k}.ladder: no ladder named "
-                    f"{arm.ladder!r}",
-                    ["experiment", "arms", k, "ladder"],
+                    f"escalations.{name}.experiment.arms.{k}.{key}: {problem}",
+                    ["experiment", "arms", k, key],
                 )
             )
-    for k, arm in enumerate(arms):
-        other = escalations.get(arm.escalation) if arm.escalation is not None else None
-        where = f"escalations.{name}.experiment.arms.{k}.escalation"
-        if arm.escalation is None:
-            continue
-        if other is None or arm.escalation == name:
-            problem = f"{where}: no other escalation named {arm.escalation!r}"
-        elif other.trigger != esc.trigger:
-            problem = (
-                f"{where}: {arm.escalation!r} opens on {other.trigger}, not {esc.trigger}: "
-                "an arm's escalation takes the same events"
-            )
-        elif other.experiment is not None:
-            problem = f"{where}: {arm.escalation!r} runs an experiment of its own"
-        else:
-            continue
-        problems.append((problem, ["experiment", "arms", k, "escalation"]))
     holdout = esc.experiment is not None and esc.experiment.holdout > 0
     category = categories.get(esc.category)
     if holdout and category is not None and category.required:
@@ -417,8 +402,8 @@ def _escalation_problems(
                 )
             )
     catch_all = next((i for i, ladder in enumerate(esc.ladders) if ladder.when is None), None)
+    reached = {*esc.switch_on.values(), *(arm.ladder for arm in arms)}
     for i, ladder in enumerate(esc.ladders):
-        reached = {*esc.switch_on.values(), *(arm.ladder for arm in arms)}
         if catch_all is not None and i > catch_all and ladder.name not in reached:
             problems.append(
                 (
@@ -440,6 +425,31 @@ def _escalation_problems(
                 )
             previous = step.after
     return problems
+
+
+def _arm_problem(
+    name: str,
+    esc: Escalation,
+    arm: Arm,
+    ladder_names: list[str],
+    escalations: dict[str, Escalation],
+) -> str | None:
+    """What is wrong with the ladder or the escalation an experiment's arm runs, if anything."""
+    if arm.ladder is not None:
+        return None if arm.ladder in ladder_names else f"no ladder named {arm.ladder!r}"
+    if arm.escalation is None:
+        return None
+    other = escalations.get(arm.escalation)
+    if other is None or arm.escalation == name:
+        return f"no other escalation named {arm.escalation!r}"
+    if other.trigger != esc.trigger:
+        return (
+            f"{arm.escalation!r} opens on {other.trigger}, not {esc.trigger}: "
+            "an arm's escalation takes the same events"
+        )
+    if other.experiment is not None:
+        return f"{arm.escalation!r} runs an experiment of its own"
+    return None
 
 
 def _later(a: Duration, b: Duration) -> bool:

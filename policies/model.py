@@ -230,6 +230,11 @@ class Step(_Strict):
         return self
 
 
+def _twice(names: list[str]) -> list[str]:
+    """The names that come more than once, in order."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 class Ladder(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     when: CheckedCondition | None = None
@@ -237,8 +242,7 @@ class Ladder(_Strict):
 
     @model_validator(mode="after")
     def _names_once(self) -> Ladder:
-        names = [step.name for step in self.steps if step.name is not None]
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = _twice([step.name for step in self.steps if step.name is not None])
         if twice:
             raise ValueError(f"step names must differ within a ladder: {', '.join(twice)}")
         return self
@@ -289,7 +293,7 @@ class Experiment(_Strict):
     @model_validator(mode="after")
     def _names_once(self) -> Experiment:
         names = [arm.name for arm in self.arms]
-        if len(set(names)) != len(names) or HOLDOUT in names:
+        if _twice(names) or HOLDOUT in names:
             raise ValueError(f"arm names must differ, and none may be {HOLDOUT!r}")
         return self
 

@@ -25,7 +25,7 @@ from policies.diff import (
     rule_changes,
     template_changes,
 )
-from policies.loader import PolicyLoadError, check_sources, read_directory, read_templates
+from policies.loader import PolicyLoadError
 from policies.model import PolicySet
 from policies.simulator import Replayable, instant, simulate
 from policies.versions import PolicyVersions
@@ -36,7 +36,7 @@ from streams.cli import timeline
 from streams.intake.dedupe import RecentIds
 from streams.runtime import collector
 from streams.runtime.settings import Settings
-from streams.versions.checks import check_set
+from streams.versions.checks import check_set, load_set
 
 FORMATS = ("table", "jsonl")
 
@@ -44,8 +44,7 @@ FORMATS = ("table", "jsonl")
 def load(policies: Path, templates: Templates, err: TextIO) -> tuple[PolicySet, list[str]] | None:
     """The set and its warnings; None (errors written to `err`) when it does not load."""
     try:
-        texts = read_templates(templates.directory)
-        report = check_sources(read_directory(policies), templates.available(), texts)
+        report = load_set(policies, templates)
     except PolicyLoadError as exc:
         for error in exc.errors:
             err.write(f"{error}\n")

@@ -15,7 +15,13 @@ from channels.base import Message
 from channels.lint import has_opt_out, limited_content, sms_segments
 from channels.templates import VOICEMAIL, RenderError, TemplateMissing, Templates
 from policies.contacts import reachable
-from policies.loader import PolicyLoadError, check_sources, read_directory, read_templates
+from policies.loader import (
+    PolicyLoadError,
+    PolicyReport,
+    check_sources,
+    read_directory,
+    read_templates,
+)
 from policies.model import PolicySet
 from schemas.examples import EXAMPLE_DATA
 from schemas.notifications import NotificationRequest
@@ -38,14 +44,20 @@ class Checked:
         return self.policy is None or bool(self.errors) or (strict and bool(self.warnings))
 
 
+def load_set(policies: Path, templates: Templates) -> PolicyReport:
+    """The YAML in `policies` with the template files in `templates`, loaded and validated
+    (PolicyLoadError when it does not load); nothing rendered."""
+    texts = read_templates(templates.directory)
+    return check_sources(read_directory(policies), templates.available(), texts)
+
+
 def check_set(policies: Path, folder: Path, lenient: bool = False) -> Checked:
     """Load the YAML in `policies` with the templates in `folder`, and render every template
     a step can send: `policy check`, `policy publish` and a worker applying a published set
     all judge a set by this."""
     templates = Templates(folder)
     try:
-        texts = read_templates(folder)
-        report = check_sources(read_directory(policies), templates.available(), texts)
+        report = load_set(policies, templates)
     except PolicyLoadError as exc:
         return Checked(None, [str(e) for e in exc.errors], [], [])
     errors, warnings, notes = lint_templates(report.policy, templates, lenient)
