@@ -28,9 +28,9 @@ from typing import Any
 import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from streams.kafka import topics
+from streams.kafka.restarting import keep_running
 from streams.runtime import security
 from streams.runtime.metrics import Metrics
 from streams.runtime.settings import Settings
@@ -93,20 +93,7 @@ class TypeRouter(faust.Service):
         is logged and counted (`clarion_lanes_router_errors_total`), and the
         router starts again from its group's committed offsets.
         """
-        while not self.should_stop:
-            try:
-                await self._route()
-            except asyncio.CancelledError:
-                raise
-            except (KafkaError, OSError) as exc:
-                self.errors.inc(type(exc).__name__)
-                log.warning("lanes.router_error", error=type(exc).__name__, detail=str(exc))
-            except Exception as exc:
-                self.errors.inc(type(exc).__name__)
-                log.exception("lanes.router_failed", error=type(exc).__name__)
-            else:
-                continue
-            await self.sleep(RETRY_S)
+        await keep_running(self, self._route, "lanes.router", RETRY_S, self.errors.inc)
 
     async def _route(self) -> None:
         options = security.for_settings(self.settings)

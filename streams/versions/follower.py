@@ -9,14 +9,13 @@ in between were decided under the version before, and a replay would not be.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 import structlog
-from aiokafka.errors import KafkaError
 
+from streams.kafka.restarting import keep_running
 from streams.runtime.settings import Settings
 from streams.versions import catalog
 from streams.versions.in_force import Versions
@@ -37,22 +36,16 @@ class Follower(faust.Service):
         self.add_future(self._run())
 
     async def _run(self) -> None:
-        while not self.should_stop:
-            try:
-                async for entry in catalog.follow(self.settings, self.position):
-                    late = datetime.now(UTC) - entry.published.effective_at
-                    self.versions.apply(entry.published)
-                    if late.total_seconds() > 0 and self.settings.clock == "wall":
-                        log.warning(
-                            "policy.version_late",
-                            version=entry.published.version,
-                            late_s=round(late.total_seconds(), 3),
-                        )
-                    self.position = entry.offset + 1
-            except asyncio.CancelledError:
-                raise
-            except (KafkaError, OSError) as exc:
-                log.warning("policy.follow_error", error=type(exc).__name__, detail=str(exc))
-            except Exception:
-                log.exception("policy.follow_failed")
-            await self.sleep(RETRY_S)
+        await keep_running(self, self._follow, "policy.follow", RETRY_S)
+
+    async def _follow(self) -> None:
+        async for entry in catalog.follow(self.settings, self.position):
+            late = datetime.now(UTC) - entry.published.effective_at
+            applied = self.versions.apply(entry.published)
+            if applied and late.total_seconds() > 0 and self.settings.clock == "wall":
+                log.warning(
+                    "policy.version_late",
+                    version=entry.published.version,
+                    late_s=round(late.total_seconds(), 3),
+                )
+            self.position = entry.offset + 1

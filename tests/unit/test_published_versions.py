@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from channels.templates import Templates
 from policies.loader import load_directory
 from schemas.published import PublishedPolicy
 from streams.runtime.metrics import Metrics
+from streams.runtime.settings import Settings
+from streams.versions import catalog, follower
 from streams.versions.files import pack, unpack
 from streams.versions.in_force import Versions
 from tests.conftest import POLICIES
@@ -88,3 +93,33 @@ def test_a_publication_survives_the_wire_as_it_was() -> None:
     assert len(encoded) < len(good.model_dump_json()) / 4  # compressed: far under 1 MB
     with pytest.raises(ValueError):
         PublishedPolicy.model_validate({**good.model_dump(), "version": "../etc"})
+
+
+async def test_the_follower_starts_again_after_a_failure_and_goes_on_from_its_offset(
+    monkeypatch: pytest.MonkeyPatch, versions: Versions
+) -> None:
+    """A broker error while following loses no publication: the follower reads again from
+    the first offset it has not applied, a second later (here: at once)."""
+    monkeypatch.setattr(follower, "RETRY_S", 0.0)
+    good = publication(load_directory(POLICIES).version)
+    asked: list[int] = []
+    worker = follower.Follower(Settings(), versions, start=3)
+
+    async def follow(settings: Settings, start: int) -> AsyncIterator[catalog.Entry]:
+        asked.append(start)
+        if len(asked) == 1:
+            raise KafkaConnectionError("broker away")
+        yield catalog.Entry(start, good)
+        await worker.stop()
+
+    monkeypatch.setattr(catalog, "follow", follow)
+    await asyncio.wait_for(worker._run(), timeout=5)
+
+    assert asked == [3, 3]
+    assert worker.position == 4
+    assert versions.at(AT).version == good.version
+
+
+def test_a_record_that_is_not_a_publication_is_skipped() -> None:
+    assert catalog._entry(7, b"not gzip") is None
+    assert catalog._entry(8, None) is None
