@@ -32,6 +32,13 @@ from tests.unit.test_engine_properties import (
     stories,
 )
 
+MISSED = {"amount_due": "10.00", "currency": "USD", "due_date": "2026-10-01", "days_past_due": 3}
+"""A payment.missed's data, as every example here misses it."""
+ONE_MISSED_PAYMENT = [
+    _event("customer.profile.updated", START, None, {"emails": [{"address": "a@x.com"}]}),
+    _event("payment.missed", START, "A-1", MISSED),
+]
+
 
 def run(
     old: PolicySet, new: PolicySet, change: datetime, events: list[Event]
@@ -134,17 +141,11 @@ NEW = OLD.replace(
 def test_an_inserted_step_neither_repeats_nor_skips_a_step_of_an_open_case() -> None:
     old = load_sources([PolicySource("old.yaml", OLD)])
     new = load_sources([PolicySource("new.yaml", NEW)])
-    missed = {
-        "amount_due": "10.00",
-        "currency": "USD",
-        "due_date": "2026-10-01",
-        "days_past_due": 3,
-    }
     profile = {"emails": [{"address": "a@example.com"}], "time_zones": ["America/Chicago"]}
     events = [
         _event("customer.profile.updated", START, None, profile),
-        _event("payment.missed", START + timedelta(hours=1), "A-1", missed),
-        _event("payment.missed", START + timedelta(days=2, hours=1), "A-2", missed, 1),
+        _event("payment.missed", START + timedelta(hours=1), "A-1", MISSED),
+        _event("payment.missed", START + timedelta(days=2, hours=1), "A-2", MISSED, 1),
     ]
     decisions, _, _ = run(old, new, START + timedelta(days=1, hours=12), events)
 
@@ -204,12 +205,7 @@ NEW_STEPS = [
 
 def test_restart_moves_an_open_case_to_the_new_ladder_by_step_name() -> None:
     old, new = named_set("keep", OLD_STEPS), named_set("restart", NEW_STEPS)
-    missed = {"amount_due": "10.00", "currency": "USD", "due_date": "2026-10-01"}
-    events = [
-        _event("customer.profile.updated", START, None, {"emails": [{"address": "a@x.com"}]}),
-        _event("payment.missed", START, "A-1", {**missed, "days_past_due": 3}),
-    ]
-    decisions, _, _ = run(old, new, START + timedelta(hours=36), events)
+    decisions, _, _ = run(old, new, START + timedelta(hours=36), ONE_MISSED_PAYMENT)
 
     sent = [
         (d.template, (d.at - START).days, d.policy_version) for d in decisions if d.action == "sent"
@@ -229,12 +225,7 @@ def test_restart_moves_an_open_case_to_the_new_ladder_by_step_name() -> None:
 
 def test_keep_leaves_an_open_case_on_its_own_ladder() -> None:
     old, new = named_set("keep", OLD_STEPS), named_set("keep", NEW_STEPS)
-    missed = {"amount_due": "10.00", "currency": "USD", "due_date": "2026-10-01"}
-    events = [
-        _event("customer.profile.updated", START, None, {"emails": [{"address": "a@x.com"}]}),
-        _event("payment.missed", START, "A-1", {**missed, "days_past_due": 3}),
-    ]
-    decisions, _, _ = run(old, new, START + timedelta(hours=36), events)
+    decisions, _, _ = run(old, new, START + timedelta(hours=36), ONE_MISSED_PAYMENT)
 
     assert [d.template for d in decisions if d.action == "sent"] == ["first", "second", "third"]
     assert not [d for d in decisions if d.action == "switched"]
@@ -277,10 +268,9 @@ def test_a_step_waiting_for_a_contact_starts_afresh_when_its_channels_changed() 
     new = named_set(
         "restart", ["{name: first, after: 0d, send: {channel: email, template: first}}"]
     )
-    missed = {"amount_due": "10.00", "currency": "USD", "due_date": "2026-10-01"}
     events = [
         _event("customer.profile.updated", START, None, {}),  # no contact point yet
-        _event("payment.missed", START, "A-1", {**missed, "days_past_due": 3}),
+        _event("payment.missed", START, "A-1", MISSED),
         _event(
             "customer.profile.updated",
             START + timedelta(hours=2),
