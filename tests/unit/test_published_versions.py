@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,3 +124,16 @@ async def test_the_follower_starts_again_after_a_failure_and_goes_on_from_its_of
 def test_a_record_that_is_not_a_publication_is_skipped() -> None:
     assert catalog._entry(7, b"not gzip") is None
     assert catalog._entry(8, None) is None
+
+
+async def test_a_set_too_large_for_one_record_is_refused_before_the_broker_is_asked() -> None:
+    noise = os.urandom(60_000).hex()  # 120 kB that gzip cannot shrink under 64 KiB
+    large = publication("pol-ffffffffffff", templates={"fraud-alert/email.en.html.j2": noise})
+    settings = Settings(
+        producer_max_request_bytes=64 * 1024,
+        dead_letter_max_bytes=16 * 1024,
+        kafka_bootstrap="127.0.0.1:9",
+    )
+
+    with pytest.raises(catalog.PublishRefused, match="over what a record may be"):
+        await catalog.publish(settings, large)
