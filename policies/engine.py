@@ -230,8 +230,8 @@ class _Run:
 
         It goes on from the first step it has not run, by step name, at the new ladder's
         instants; a later step it ran is not run again, and a step it was waiting on keeps
-        what of it already went when it sends as before (a partly sent step sends only the
-        rest; one whose channels changed starts afresh)."""
+        what of it already went: a partly sent step sends only the rest, and one whose
+        channels changed sends only what reaches none of the channels it went on."""
         for case in list(self.cases.values()):
             if case.version is None or case.version == self.policy.version:
                 continue
@@ -254,8 +254,13 @@ class _Run:
                     continue
                 due = self.after(current.origin, new.steps[j].after)
                 held = waiting.get(keys[j])
-                if held is not None and old.steps[held.step].send == new.steps[j].send:
+                send = new.steps[j].send
+                if held is not None and old.steps[held.step].send == send:
                     moved.append(replace(held, step=j, due=due))  # its groups are the same
+                elif held is not None and send is not None:
+                    rest = self.unsent_groups(current, held.step, send)
+                    if rest is None or rest:  # (): what the new step sends went already
+                        moved.append(Pending(j, due, groups=rest))
                 else:
                     moved.append(Pending(j, due))
             current.pending = tuple(moved)
@@ -792,6 +797,15 @@ class _Run:
                 **common,
             )
         return False
+
+    def unsent_groups(self, case: Case, step: int, send: Send) -> tuple[int, ...] | None:
+        """The groups of `send` with no channel that old step `step` of the case went on;
+        None (all of them, as found when it runs) when nothing of that step went."""
+        went = {ref.channel for ref in case.sent.values() if ref.step == step}
+        if not went:
+            return None
+        groups = self.groups(send, case)
+        return tuple(gi for gi, (channels, _) in enumerate(groups) if not went & set(channels))
 
     def groups(self, send: Send, case: Case) -> list[tuple[list[Channel], str | None]]:
         """Channel groups (each tried in order until one works; all groups go), with recipients."""

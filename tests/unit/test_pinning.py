@@ -284,3 +284,28 @@ def test_a_step_waiting_for_a_contact_starts_afresh_when_its_channels_changed() 
     assert [(d.template, d.policy_version) for d in decisions if d.action == "sent"] == [
         ("first", new.version)
     ]
+
+
+def test_a_partly_sent_step_whose_channels_changed_does_not_send_again_what_went() -> None:
+    """Found by the property above in a full run: the old step went by email and waited
+    for a phone number for its SMS; the new step sends by email only. Starting it afresh
+    sent the email twice."""
+    old = named_set(
+        "keep", ["{name: first, after: 0d, send: {channel: [sms, email], template: first}}"]
+    )
+    new = named_set(
+        "restart", ["{name: first, after: 0d, send: {channel: email, template: first}}"]
+    )
+    events = [
+        _event("customer.profile.updated", START, None, {"emails": [{"address": "a@x.com"}]}),
+        _event("payment.missed", START, "A-1", MISSED),
+    ]
+    decisions, _, _ = run(old, new, START + timedelta(hours=1), events)
+
+    assert [(d.channel, d.policy_version) for d in decisions if d.action == "sent"] == [
+        ("email", old.version)
+    ]
+    assert [d.reason for d in decisions if d.action in ("switched", "closed")] == [
+        "policy_change",
+        "ladder_complete",
+    ]
