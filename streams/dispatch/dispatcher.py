@@ -157,23 +157,23 @@ class Dispatcher:
         """
         todo: list[int] = []
         claimed: set[str] = set()
-        marks = _Marks(self.sinks, self.settings.dedupe_max_ids, self._marking)
+        marks = _Marks(self.sinks, self.settings.dedupe_max_ids, self._marking, enter)
         for i, item in enumerate(batch):
             if item.request.notification_id in claimed:
                 continue  # the same request twice in one batch (a replay): once is enough
-            marks.item = i
+            marks.at(i)
             if await self._claim(item, marks):
                 todo.append(i)
                 claimed.add(item.request.notification_id)
-        await marks.write(enter)
+        await marks.write()
         if not todo:
             return
         await self.sinks.flush()  # "attempting" is durable before any provider hears of it
         outcomes = await asyncio.gather(*(self._attempt(batch[i], park) for i in todo))
         for i, outcome in zip(todo, outcomes, strict=True):
-            marks.item = i
+            marks.at(i)
             await self._settle(batch[i], outcome, marks)
-        await marks.write(enter)
+        await marks.write()
 
     # -- phase 1 ----------------------------------------------------------------
 
@@ -343,17 +343,28 @@ class Dispatcher:
 class _Marks:
     """One batch's changes to `dispatched-ids`, written once per customer per phase.
 
-    `item` is the batch item being handled: its event owns the table write of
-    the customer it marks (Faust routes a write by the event). Several agents
-    dispatch at once (the two lanes, retries), and one may mark a customer while
-    another waits on a provider: so only this batch's changes are kept, and each
-    write applies them to what the table holds then, one writer at a time.
+    `at(i)` makes batch item i the one being handled: its event owns the table
+    reads and writes of the customer it marks. Faust routes both by the event,
+    and on RocksDB a read under another partition's event finds nothing: a batch
+    mixes partitions, and a replay after a take-over then missed its `done`
+    marks and sent again (14 messages twice in the cluster's fault test).
+    Several agents dispatch at once (the two lanes, retries), and one may mark a
+    customer while another waits on a provider: so only this batch's changes are
+    kept, and each write applies them to what the table holds then, one writer
+    at a time.
     """
 
-    def __init__(self, sinks: Sinks, max_ids: int, writing: asyncio.Lock) -> None:
+    def __init__(
+        self, sinks: Sinks, max_ids: int, writing: asyncio.Lock, enter: Callable[[int], None]
+    ) -> None:
         self._sinks, self._max_ids, self._writing = sinks, max_ids, writing
+        self._enter = enter
         self._changed: dict[str, tuple[dict[str, str], int]] = {}
         self.item = 0
+
+    def at(self, item: int) -> None:
+        self.item = item
+        self._enter(item)
 
     def of(self, customer_id: str) -> HandledIds:
         """What the table holds for the customer now, with this batch's changes on top."""
@@ -368,11 +379,11 @@ class _Marks:
         changes[request.notification_id] = status
         self._changed[request.customer_id] = (changes, self.item)
 
-    async def write(self, enter: Callable[[int], None]) -> None:
+    async def write(self) -> None:
         async with self._writing:
             for customer_id, (_, item) in self._changed.items():
+                self._enter(item)  # before the read too: Faust routes both by the event
                 handled = self.of(customer_id)  # read now, under the lock
-                enter(item)
                 await self._sinks.handled_set(customer_id, handled.to_json())
         self._changed.clear()
 
