@@ -121,7 +121,9 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
 
 async def produce_lines(bootstrap: str, topic: str, lines: list[str]) -> int:
     """Send each JSONL line as it is, keyed by its customer_id where one can be read."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    # acks="all": a line the broker answered for is on every in-sync replica, so a
+    # leader lost right after (a cluster's fault tests do that) does not lose it.
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     await producer.start()
     try:
         for line in lines:
@@ -177,7 +179,7 @@ async def settle(
 
 async def advance_clock(settings: Settings, to: datetime) -> None:
     """Move the virtual clock of every partition to `to`: every timer due by then fires."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
         for partition in range(settings.partitions):

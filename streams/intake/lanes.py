@@ -109,7 +109,7 @@ class TypeRouter(faust.Service):
             max_partition_fetch_bytes=4 * 1024 * 1024,
             **options,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, **options)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all", **options)
         try:
             await consumer.start()
             await producer.start()

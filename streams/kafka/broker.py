@@ -61,8 +61,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def metadata_ok(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when a Kafka Metadata (v0) request is answered with at least one broker."""
+def metadata_ok(host: str, port: int, timeout: float = 0.5, brokers: int = 1) -> bool:
+    """True when a Kafka Metadata (v0) request is answered with at least `brokers` brokers."""
     client_id = b"clarion-probe"
     correlation_id = 7
     body = struct.pack(">hhih", 3, 0, correlation_id, len(client_id)) + client_id
@@ -75,8 +75,8 @@ def metadata_ok(host: str, port: int, timeout: float = 0.5) -> bool:
             payload = _recv_exact(sock, size)
     except OSError:
         return False
-    got_id, brokers = struct.unpack(">ii", payload[:8])
-    return bool(got_id == correlation_id and brokers >= 1)
+    got_id, listed = struct.unpack(">ii", payload[:8])
+    return bool(got_id == correlation_id and listed >= brokers)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:

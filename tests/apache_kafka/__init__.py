@@ -84,7 +84,12 @@ def cluster_id() -> str:
 
 
 class ApacheKafka:
-    """``with ApacheKafka() as kafka: kafka.bootstrap`` (one node, broker and controller)."""
+    """``with ApacheKafka() as kafka: kafka.bootstrap`` (one node, broker and controller).
+
+    A node of a `KafkaCluster` (tests/apache_kafka/cluster.py) is one of these
+    too: the cluster formats its nodes with one id and one quorum, and kills and
+    relaunches them on their log dirs.
+    """
 
     def __init__(
         self,
@@ -92,12 +97,18 @@ class ApacheKafka:
         *,
         pki: Pki | None = None,
         scram_users: dict[str, str] | None = None,
+        node_id: int = 1,
+        replicas: int = 1,
     ) -> None:
         """With `pki`, two more listeners: `ssl_port` (TLS, a client certificate required)
-        and `sasl_port` (SASL_SSL, SCRAM-SHA-512 for `scram_users`, made at format time)."""
+        and `sasl_port` (SASL_SSL, SCRAM-SHA-512 for `scram_users`, made at format time).
+        `replicas`: the replication factor of the internal topics and the default one."""
+        self.node_id = node_id
         self.port = free_port()
-        self._controller_port = free_port()
+        self.controller_port = free_port()
+        self.voters = f"{node_id}@127.0.0.1:{self.controller_port}"
         self._pki, self._users = pki, scram_users or {}
+        self._replicas = replicas
         self.ssl_port = free_port() if pki else None
         self.sasl_port = free_port() if pki else None
         self._start_timeout = start_timeout
@@ -112,41 +123,68 @@ class ApacheKafka:
     def log_path(self) -> Path:
         return self._dir / "server.log"
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def start(self) -> ApacheKafka:
-        classpath = str(jars() / "*")
+        self.format(cluster_id())
+        self.launch()
+        self.wait_ready(brokers=1)
+        return self
+
+    def format(self, cluster: str) -> None:
+        """Write the config and format the log dir for `cluster` (the quorum is `voters`)."""
         config = self._write_config()
-        cluster = cluster_id()
         scram = [
             arg
             for name, password in self._users.items()
             for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
         ]
+        classpath = str(jars() / "*")
         self._java(
             classpath, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", config, *scram
         )
+
+    def launch(self) -> None:
+        """Start the broker on its formatted log dir (again, after `kill` or `terminate`)."""
         with self.log_path.open("ab") as out:
             self._proc = subprocess.Popen(
-                self._command(classpath, "kafka.Kafka", config),
+                self._command(str(jars() / "*"), "kafka.Kafka", str(self._config)),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent,
             )
+
+    def wait_ready(self, brokers: int) -> None:
+        """Until this node answers Metadata listing `brokers` live brokers."""
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if self._proc is None or self._proc.poll() is not None:
                 break
-            if metadata_ok("127.0.0.1", self.port):
-                return self
+            if metadata_ok("127.0.0.1", self.port, brokers=brokers):
+                return
             time.sleep(0.2)
         tail = self.log_path.read_text(errors="replace")[-2000:]
         self.stop()
-        raise BrokerError(f"Apache Kafka did not start:\n{tail}")
+        raise BrokerError(f"Apache Kafka node {self.node_id} did not start:\n{tail}")
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: no clean shutdown; the log dir stays."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(20)
+
+    def terminate(self, timeout: float = 30.0) -> None:
+        """A clean shutdown (SIGTERM); the log dir stays for `launch`."""
         proc, self._proc = self._proc, None
         if proc is not None:
             stop_process(proc, timeout)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self.terminate(timeout)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> ApacheKafka:
@@ -172,6 +210,10 @@ class ApacheKafka:
             raise BrokerError(f"{main} {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 
+    @property
+    def _config(self) -> Path:
+        return self._dir / "server.properties"
+
     def _write_config(self) -> str:
         (self._dir / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, file\n"
@@ -180,7 +222,7 @@ class ApacheKafka:
             "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
             "log4j.appender.file.layout.ConversionPattern=%d %p %c: %m%n\n"
         )
-        path = self._dir / "server.properties"
+        path = self._config
         listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
         protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
         secured: list[str] = []
@@ -195,22 +237,29 @@ class ApacheKafka:
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{self._controller_port}",
+                    f"node.id={self.node_id}",
+                    f"controller.quorum.voters={self.voters}",
                     f"listeners={','.join(listeners)},"
-                    f"CONTROLLER://127.0.0.1:{self._controller_port}",
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
                     f"advertised.listeners={','.join(listeners)}",
                     "controller.listener.names=CONTROLLER",
                     f"listener.security.protocol.map={','.join(protocols)}",
                     "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={self._dir / 'data'}",
                     "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
+                    f"default.replication.factor={self._replicas}",
+                    f"min.insync.replicas={min(2, self._replicas)}",
+                    f"offsets.topic.replication.factor={self._replicas}",
                     "offsets.topic.num.partitions=4",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
+                    f"transaction.state.log.replication.factor={self._replicas}",
+                    f"transaction.state.log.min.isr={min(2, self._replicas)}",
+                    f"share.coordinator.state.topic.replication.factor={self._replicas}",
+                    f"share.coordinator.state.topic.min.isr={min(2, self._replicas)}",
                     "group.initial.rebalance.delay.ms=0",
+                    # A killed broker is fenced, and its partitions led elsewhere, after
+                    # 3 s without a heartbeat (Kafka's default 9 s) to keep the tests short.
+                    "broker.session.timeout.ms=3000",
+                    "broker.heartbeat.interval.ms=500",
                     *secured,
                     "",
                 ]
