@@ -12,6 +12,7 @@ from typing import Any
 
 from policies.model import PolicySet
 from policies.simulator import default_until, simulate
+from schemas.decisions import Decision
 from schemas.events import event_from_dict
 from streams.cli.demo import demo_settings
 from streams.kafka import topics
@@ -28,6 +29,8 @@ class ScaledRun:
     """The events, still in occurred_at order (the stories file is)."""
     expected: set[str]
     """The notification ids the simulator sends."""
+    simulated: list[Decision]
+    """Every decision the simulator makes: what the ledger must hold."""
     until: datetime
     """Where the simulator stops its clock: 30 days after the last event."""
 
@@ -72,4 +75,4 @@ def prepare(
     expected = {d.notification_id for d in decisions if d.action == "sent"}
     until = default_until(events)
     assert until is not None
-    return ScaledRun(settings, lines, expected, until)
+    return ScaledRun(settings, lines, expected, decisions, until)

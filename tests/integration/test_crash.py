@@ -47,6 +47,8 @@ def kill_when(proc: object, outbox: Path, at_least: int, timeout: float = 60.0) 
     raise AssertionError(f"the outbox never reached {at_least} messages")
 
 
+# Tansu only; on Kafka: test_kafka_faults.py kills a worker on a three-node cluster.
+@pytest.mark.parametrize("on_both", ["tansu"], indirect=True)
 def test_sigkill_twice_every_step_fires_exactly_once(
     on_both: Broker, tmp_path: Path, policy: PolicySet
 ) -> None:

@@ -61,6 +61,8 @@ def test_the_stories_on_the_rocksdb_store(
     assert_as_simulated(decisions, policy)
 
 
+# Tansu only; on Kafka: test_kafka_faults.py's take-over reads the changelog onto a new disk.
+@pytest.mark.parametrize("on_both", ["tansu"], indirect=True)
 def test_a_worker_on_a_new_disk_reads_the_changelog_in_bulk_and_goes_on(
     on_both: Broker, tmp_path: Path, policy: PolicySet
 ) -> None:

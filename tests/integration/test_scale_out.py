@@ -144,6 +144,8 @@ def test_two_workers_share_the_customers_despite_bad_input(
     run_two(broker, tmp_path, policy, stop_one=False)
 
 
+# Tansu only; on Kafka: test_kafka_faults.py, with a third worker joining.
+@pytest.mark.parametrize("on_both", ["tansu"], indirect=True)
 def test_one_worker_takes_over_the_others_partitions_and_timers(
     on_both: Broker, tmp_path: Path, policy: PolicySet
 ) -> None:
