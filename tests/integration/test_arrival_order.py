@@ -75,7 +75,13 @@ def with_librdkafka(settings: Settings, messages: list[tuple[str, bytes, bytes]]
     assert producer.flush(30) == 0
 
 
-@pytest.mark.parametrize("client", ["aiokafka", "librdkafka"])
+# On Kafka with librdkafka only, the banks' client (issue 20's room under 15 minutes);
+# aiokafka's producer is the one the demo and the other Kafka tests use.
+@pytest.mark.parametrize(
+    ("on_both", "client"),
+    [("tansu", "aiokafka"), ("tansu", "librdkafka"), ("kafka", "librdkafka")],
+    indirect=["on_both"],
+)
 def test_the_stories_in_the_worst_order_decide_as_policy_simulate(
     on_both: Broker, tmp_path: Path, client: str
 ) -> None:

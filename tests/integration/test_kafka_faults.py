@@ -196,7 +196,7 @@ def test_the_whole_cluster_stopped_and_relaunched_while_timers_fire(
     healthy: KafkaCluster, tmp_path: Path, policy: PolicySet
 ) -> None:
     """The inputs taken in, the clock moved on, and once 100 of the timers' messages went
-    out every node stops; the cluster comes back on its log dirs 5 s later. The worker
+    out every node stops; the cluster comes back on its log dirs 2 s later. The worker
     waits it out and finishes the ladders."""
     run = prepare(healthy.bootstrap, tmp_path, policy, "whole", **ON_THE_CLUSTER)
     workers = Workers(run.settings, tmp_path)
@@ -209,7 +209,7 @@ def test_the_whole_cluster_stopped_and_relaunched_while_timers_fire(
         asyncio.run(advance_clock(run.settings, run.until))
         outbox_reaches(run.settings, before + 100)
         healthy.terminate_all()
-        time.sleep(5)
+        time.sleep(2)
         healthy.launch_all()
         decisions, _ = asyncio.run(settle(run.settings, 120, workers.alive))
         assert workers.alive(), workers.log("a")[-3000:]

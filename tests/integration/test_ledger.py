@@ -20,6 +20,8 @@ from tests.conftest import Broker, run_settings
 pytestmark = pytest.mark.integration
 
 
+# Tansu only: `clarion ledger` on Kafka is read in test_apache_kafka.py.
+@pytest.mark.parametrize("on_both", ["tansu"], indirect=True)
 def test_the_ledger_explains_one_customer_and_only_that_one(
     on_both: Broker, tmp_path: Path
 ) -> None:
