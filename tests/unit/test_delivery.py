@@ -6,7 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import faust
 import pytest
+from faust.types import TP
 from structlog.testing import capture_logs
 
 from streams.kafka.handoff import CutShort, FlowSuspended
@@ -136,3 +138,57 @@ async def test_other_waits_of_the_consumer_are_modes_own(tmp_path: Path) -> None
     ready.set()
     got = await consumer.wait_first(ready, timeout=1.0)
     assert (got.done, got.stopped) == ([ready], False)
+
+
+async def test_a_rebalance_stops_the_flow_of_a_worker_that_had_no_partitions(
+    tmp_path: Path,
+) -> None:
+    """Fault 7 in streams/kafka/transport.py: Faust stops the flow only when the consumer
+    has an assignment. A worker with none kept it running into the next rebalance, handed
+    its new partitions' records to the agents before the seek, and recovery's end then
+    cleared them from the agents' queues, unacknowledged (the cluster's take-over test)."""
+
+    def given_nothing(name: str) -> ClarionApp:
+        app = ClarionApp(name, broker="kafka://127.0.0.1:1", datadir=str(tmp_path / name))
+        app.consumer.assignment = lambda: set()  # type: ignore[method-assign]  # joined, given nothing
+        app.flow_control.resume()  # as the recovery of that empty assignment left it
+        return app
+
+    faust_own = given_nothing("faust")
+    await faust.App._on_partitions_revoked(faust_own, set())
+    assert faust_own.consumer.flow_active and faust_own.flow_control.is_active(), "the defect"
+
+    app = given_nothing("clarion")
+    await app._on_partitions_revoked(set())
+    assert not app.consumer.flow_active, "the consumer would hand records on during recovery"
+    assert not app.flow_control.is_active(), "the agents' queues would take records"
+
+
+class _Record:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+def test_stream_records_fetched_during_a_rebalance_are_read_again_after_it(
+    tmp_path: Path,
+) -> None:
+    """Fault 8 in streams/kafka/transport.py: recovery's end clears the agents' queues, so
+    a stream record handed on before it would be lost; its partition is sought back to
+    it instead. A table's changelog records go on: recovery reads them then."""
+    app = ClarionApp("early-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+    consumer = app.consumer
+    stream, changelog, gone = TP("requests", 0), TP("t-changelog", 0), TP("requests", 1)
+    consumer.assignment = lambda: {stream, changelog}  # type: ignore[method-assign]
+    consumer._is_changelog_tp = lambda tp: tp.topic.endswith("-changelog")  # type: ignore[method-assign]
+    sought: list[tuple[TP, int]] = []
+    consumer._thread.seek = lambda tp, offset: sought.append((tp, offset))  # type: ignore[method-assign]
+    fetched = {
+        stream: [_Record(7), _Record(8)],
+        changelog: [_Record(3)],
+        gone: [_Record(5)],  # revoked meanwhile: nothing to seek, the new owner reads it
+    }
+
+    kept = consumer._too_early(fetched)
+
+    assert list(kept) == [changelog] and [r.offset for r in kept[changelog]] == [3]
+    assert sought == [(stream, 7)]
