@@ -14,7 +14,6 @@ counts are printed (`pytest -s`) and docs/operations.md quotes them.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import time
@@ -223,12 +222,6 @@ def test_the_whole_cluster_stopped_and_relaunched_while_timers_fire(
     assert counted.dispatched_rows_doubled == 0, counted
 
 
-@pytest.mark.skipif(
-    not os.environ.get("CLARION_REPRODUCE_TAKE_OVER_LOSS"),
-    reason="reproduces an open defect (docs/operations.md, 'Found by the fault tests'): "
-    "after the take-over, requests committed past undispatched or a partition that stops "
-    "committing, about one run in three; set CLARION_REPRODUCE_TAKE_OVER_LOSS=1 to run it",
-)
 def test_a_third_worker_joins_a_pair_and_one_of_three_is_killed(
     healthy: KafkaCluster, tmp_path: Path, policy: PolicySet
 ) -> None:

@@ -150,6 +150,8 @@ def test_stories_and_malformed_messages(settings: Settings, worker: object) -> N
     assert actions <= set(get_args(Action)), sorted(actions - set(get_args(Action)))
 
 
+# Tansu only; on Kafka each role runs as its pod in test_kubernetes_pods.py.
+@pytest.mark.parametrize("on_both", ["tansu"], indirect=True)
 def test_intake_and_dispatch_apart_give_the_same_answer(settings: Settings, tmp_path: Path) -> None:
     """The two roles as separate processes, each in its own consumer group."""
     asyncio.run(topics.ensure_topics(settings))

@@ -35,6 +35,8 @@ from tests.conftest import STORIES, Broker
 pytestmark = pytest.mark.integration
 
 
+# Tansu only; on Kafka the cluster's take-over test runs three workers on RocksDB.
+@pytest.mark.parametrize("on_both", ["tansu"], indirect=True)
 def test_the_stories_on_the_rocksdb_store(
     on_both: Broker, tmp_path: Path, policy: PolicySet
 ) -> None:
