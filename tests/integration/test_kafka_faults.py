@@ -74,12 +74,13 @@ class Account:
         return " ".join(f"{name}={value}" for name, value in vars(self).items())
 
 
-def account(run: ScaledRun, decisions: list[Decision]) -> Account:
+def account(run: ScaledRun, decisions: list[Decision], fault: str) -> Account:
+    """The counts, printed under the fault's name (`pytest -s` shows them)."""
     sent = Counter(str(m["notification_id"]) for m in read_outbox(run.settings.outbox_path))
     ledger = Counter(_row(d) for d in decisions if d.action in COMPARED)
     simulated = Counter(_row(d) for d in run.simulated if d.action in COMPARED)
     dispatched_rows = Counter(d.notification_id for d in decisions if d.action == "dispatched")
-    return Account(
+    counted = Account(
         expected=len(run.expected),
         dispatched=len(sent),
         lost=len(run.expected - set(sent)),
@@ -90,6 +91,18 @@ def account(run: ScaledRun, decisions: list[Decision]) -> Account:
         ledger_doubled=sum((ledger - simulated).values()),
         dispatched_rows_doubled=sum(n - 1 for n in dispatched_rows.values()),
     )
+    print(f"{fault}: {counted}")
+    return counted
+
+
+def assert_exactly_once(counted: Account, *, ledger_rows_once: bool) -> None:
+    """Every notification sent once and none other; every decision on the ledger, and
+    with `ledger_rows_once` each once (a worker's SIGKILL leaves its last batch's rows
+    twice until a batch is one Kafka transaction: issue 26)."""
+    assert (counted.lost, counted.doubled, counted.unexpected) == (0, 0, 0), counted
+    assert counted.ledger_missing == 0, counted
+    if ledger_rows_once:
+        assert (counted.ledger_doubled, counted.dispatched_rows_doubled) == (0, 0), counted
 
 
 def keep_evidence(run: ScaledRun, tmp_path: Path) -> None:
@@ -110,10 +123,18 @@ def _row(d: Decision) -> tuple[str, ...]:
 class Workers:
     """The run's `clarion worker` processes, each with its own port, disk and log."""
 
-    def __init__(self, settings: Settings, tmp_path: Path) -> None:
-        self.settings, self.tmp_path = settings, tmp_path
+    def __init__(self, run: ScaledRun, tmp_path: Path) -> None:
+        self.run, self.settings, self.tmp_path = run, run.settings, tmp_path
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.killed: set[str] = set()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop them all, then keep the evidence, whatever happened."""
+        self.stop()
+        keep_evidence(self.run, self.tmp_path)
 
     def start(self, name: str) -> Settings:
         mine = self.settings.model_copy(
@@ -165,8 +186,7 @@ def test_a_leader_killed_mid_stream_and_down_30_s_loses_and_doubles_nothing(
     down 30 s while the rest of the inputs and the timers go through; bring it back.
     The worker rides it out: it never stops, and nothing is lost or sent twice."""
     run = prepare(healthy.bootstrap, tmp_path, policy, "leader", **ON_THE_CLUSTER)
-    workers = Workers(run.settings, tmp_path)
-    try:
+    with Workers(run, tmp_path) as workers:
         mine = workers.start("a")
         wait_ready(mine, workers.procs["a"])
         feed(run)
@@ -180,15 +200,9 @@ def test_a_leader_killed_mid_stream_and_down_30_s_loses_and_doubles_nothing(
         healthy.relaunch(victim)
         decisions, _ = asyncio.run(settle(run.settings, 120, workers.alive))
         assert workers.alive(), workers.log("a")[-3000:]
-    finally:
-        workers.stop()
-        keep_evidence(run, tmp_path)
-    counted = account(run, decisions)
-    print(f"leader killed, 30 s down: {counted}")
+    counted = account(run, decisions, "leader killed, 30 s down")
     assert "worker.halted" not in workers.log("a")
-    assert (counted.lost, counted.doubled, counted.unexpected) == (0, 0, 0), counted
-    assert (counted.ledger_missing, counted.ledger_doubled) == (0, 0), counted
-    assert counted.dispatched_rows_doubled == 0, counted
+    assert_exactly_once(counted, ledger_rows_once=True)
 
 
 def test_the_whole_cluster_stopped_and_relaunched_while_timers_fire(
@@ -198,8 +212,7 @@ def test_the_whole_cluster_stopped_and_relaunched_while_timers_fire(
     out every node stops; the cluster comes back on its log dirs 2 s later. The worker
     waits it out and finishes the ladders."""
     run = prepare(healthy.bootstrap, tmp_path, policy, "whole", **ON_THE_CLUSTER)
-    workers = Workers(run.settings, tmp_path)
-    try:
+    with Workers(run, tmp_path) as workers:
         mine = workers.start("a")
         wait_ready(mine, workers.procs["a"])
         feed(run)
@@ -212,14 +225,8 @@ def test_the_whole_cluster_stopped_and_relaunched_while_timers_fire(
         healthy.launch_all()
         decisions, _ = asyncio.run(settle(run.settings, 120, workers.alive))
         assert workers.alive(), workers.log("a")[-3000:]
-    finally:
-        workers.stop()
-        keep_evidence(run, tmp_path)
-    counted = account(run, decisions)
-    print(f"whole cluster stopped and relaunched: {counted}")
-    assert (counted.lost, counted.doubled, counted.unexpected) == (0, 0, 0), counted
-    assert (counted.ledger_missing, counted.ledger_doubled) == (0, 0), counted
-    assert counted.dispatched_rows_doubled == 0, counted
+    counted = account(run, decisions, "whole cluster stopped and relaunched")
+    assert_exactly_once(counted, ledger_rows_once=True)
 
 
 def test_a_third_worker_joins_a_pair_and_one_of_three_is_killed(
@@ -229,8 +236,7 @@ def test_a_third_worker_joins_a_pair_and_one_of_three_is_killed(
     fire, one of the first two is SIGKILLed. The survivors read its partitions' state
     from the changelogs and finish its customers' ladders."""
     run = prepare(healthy.bootstrap, tmp_path, policy, "join", store="rocksdb://", **ON_THE_CLUSTER)
-    workers = Workers(run.settings, tmp_path)
-    try:
+    with Workers(run, tmp_path) as workers:
         a, b = workers.start("a"), workers.start("b")
         wait_ready(b, workers.procs["b"])
         wait_ready(a, workers.procs["a"])
@@ -245,10 +251,5 @@ def test_a_third_worker_joins_a_pair_and_one_of_three_is_killed(
         workers.kill("a")
         asyncio.run(advance_clock(run.settings, run.until))  # a may have taken it unanswered
         decisions, _ = asyncio.run(settle(run.settings, 120, workers.alive))
-    finally:
-        workers.stop()
-        keep_evidence(run, tmp_path)
-    counted = account(run, decisions)
-    print(f"third worker joined, one of three killed: {counted}")
-    assert (counted.lost, counted.doubled, counted.unexpected) == (0, 0, 0), counted
-    assert counted.ledger_missing == 0, counted
+    counted = account(run, decisions, "third worker joined, one of three killed")
+    assert_exactly_once(counted, ledger_rows_once=False)  # a SIGKILL: see the module doc
